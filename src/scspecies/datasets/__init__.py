@@ -1,0 +1,1 @@
+"""Datasets: the embedded pancreas demo and real downloads (GEO, Zenodo) through pooch."""

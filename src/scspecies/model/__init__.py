@@ -1,0 +1,1 @@
+"""Cross-species models on scvi-tools: :class:`ContextModel` and :class:`TargetModel`."""

@@ -1,0 +1,1 @@
+"""Plotting functions (matplotlib) for cross-species analyses and scICE."""

@@ -1,0 +1,1 @@
+"""Preprocessing: orthologs, data preparation and the data-level homology neighbour search."""

@@ -1,0 +1,1 @@
+"""Tools: label transfer, cross-species analyses and scICE clustering consistency."""
