@@ -1,1 +1,23 @@
 """Plotting functions (matplotlib) for cross-species analyses and scICE."""
+
+from ._embedding import embedding_2d
+from ._heatmaps import celltype_similarity, confusion_matrix
+from ._history import history
+from ._lfc import lfc, lfc_comparison
+from ._palette import palette
+from ._similarity import similarity
+from ._transfer import transfer_accuracy
+from ._utils import finalize
+
+__all__ = [
+    "celltype_similarity",
+    "confusion_matrix",
+    "embedding_2d",
+    "finalize",
+    "history",
+    "lfc",
+    "lfc_comparison",
+    "palette",
+    "similarity",
+    "transfer_accuracy",
+]
