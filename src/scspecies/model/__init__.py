@@ -1,1 +1,16 @@
 """Cross-species models on scvi-tools: :class:`ContextModel` and :class:`TargetModel`."""
+
+from ._context import ContextModel
+from ._hub import save_to_hub_dir
+from ._module import SpeciesVAE, TargetVAE
+from ._target import TargetModel
+from ._training import AlignmentTrainingPlan
+
+__all__ = [
+    "AlignmentTrainingPlan",
+    "ContextModel",
+    "SpeciesVAE",
+    "TargetModel",
+    "TargetVAE",
+    "save_to_hub_dir",
+]

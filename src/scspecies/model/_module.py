@@ -1,0 +1,428 @@
+"""PyTorch modules of the context and target models (scvi-tools ``BaseModuleClass`` subclasses)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from scvi import REGISTRY_KEYS
+from scvi.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+
+from ._nn import DEFAULT_LAYER_ORDER, MLP, GaussianHead
+
+#: Registry keys of the data-level neighbour search results carried by target minibatches.
+NEIGHBORS_KEY = "homology_neighbors"
+TOP_PERCENT_KEY = "homology_top_percent"
+
+_DISPERSIONS = ("gene", "gene-batch", "gene-cell")
+_LIKELIHOODS = ("nb", "zinb")
+
+
+def count_log_likelihood(
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    theta: torch.Tensor,
+    zi_logits: torch.Tensor | None = None,
+    theta_terms: bool = True,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """Per-cell NB/ZINB log-likelihood, summed over genes, up to a term that depends on ``x`` only.
+
+    ``log Gamma(x + 1)`` is left out (it does not depend on the model), and so are the terms that
+    depend on ``theta`` only when ``theta_terms`` is False (valid to compare likelihoods that share
+    ``theta``). Shapes broadcast; the gene axis is the last one.
+
+    Parameters
+    ----------
+    x
+        Counts.
+    mu
+        NB means.
+    theta
+        NB inverse dispersions.
+    zi_logits
+        Logits of the zero-inflation probability (``None``: plain NB).
+    theta_terms
+        Include ``log Gamma(x + theta) - log Gamma(theta)``.
+    eps
+        Numerical stability constant.
+
+    Returns
+    -------
+    torch.Tensor
+        Log-likelihoods with the gene axis summed out.
+    """
+    log_theta_mu = torch.log(theta + mu + eps)
+    log_nb_zero = theta * (torch.log(theta + eps) - log_theta_mu)
+    nonzero = x * (torch.log(mu + eps) - log_theta_mu)
+    if theta_terms:
+        nonzero = nonzero + torch.lgamma(x + theta) - torch.lgamma(theta)
+    if zi_logits is None:
+        return (log_nb_zero + nonzero).sum(-1)
+    log_keep = -F.softplus(-zi_logits)  # log(1 - pi)
+    zero_case = F.softplus(-zi_logits + log_nb_zero) + log_keep
+    nonzero_case = log_keep + log_nb_zero + nonzero
+    return torch.where(x > eps, nonzero_case, zero_case).sum(-1)
+
+
+class CountDecoder(nn.Module):
+    """Decoder ``(z, batch) -> (rho, theta, zi_logits)`` of a NB or ZINB observation model.
+
+    Parameters
+    ----------
+    n_latent
+        Latent dimension.
+    n_output
+        Number of genes.
+    hidden
+        Hidden layer sizes.
+    layer_order
+        Layer specification of the hidden layers.
+    n_batch
+        Number of batches (one-hot concatenated to ``z``).
+    gene_likelihood
+        ``"zinb"`` or ``"nb"``.
+    dispersion
+        ``"gene"`` (one per gene), ``"gene-batch"`` (one per gene and batch) or ``"gene-cell"``
+        (decoded per cell); scSpecies calls these ``"dataset"``, ``"batch"`` and ``"cell"``.
+    """
+
+    def __init__(
+        self,
+        n_latent: int,
+        n_output: int,
+        hidden: Sequence[int],
+        layer_order: Sequence,
+        n_batch: int,
+        gene_likelihood: str,
+        dispersion: str,
+    ):
+        super().__init__()
+        self.n_batch = n_batch
+        self.dispersion = dispersion
+        self.net = MLP(n_latent, hidden, layer_order, n_cat=n_batch)
+        self.rho_logits = nn.Linear(self.net.n_out, n_output)
+        self.zi_logits = nn.Linear(self.net.n_out, n_output) if gene_likelihood == "zinb" else None
+        if dispersion == "gene":
+            self.log_theta = nn.Parameter(torch.randn(n_output))
+        elif dispersion == "gene-batch":
+            self.log_theta = nn.Parameter(torch.randn(n_output, n_batch))
+        else:
+            self.log_theta = nn.Linear(self.net.n_out, n_output)
+
+    def forward(self, z: torch.Tensor, batch_index: torch.Tensor):
+        """Decode; returns normalised expression ``rho``, ``theta`` and zero-inflation logits (or None)."""
+        h = self.net(z, batch_index)
+        rho = torch.softmax(self.rho_logits(h), dim=-1)
+        zi = self.zi_logits(h) if self.zi_logits is not None else None
+        if self.dispersion == "gene":
+            log_theta = self.log_theta
+        elif self.dispersion == "gene-batch":
+            onehot = F.one_hot(batch_index.reshape(-1).long(), self.n_batch).to(z.dtype)
+            log_theta = F.linear(onehot, self.log_theta).expand(*rho.shape[:-1], -1)
+        else:
+            log_theta = self.log_theta(h)
+        return rho, torch.exp(torch.clamp(log_theta, max=15.0)), zi
+
+
+class SpeciesVAE(BaseModuleClass):
+    """Variational autoencoder of one species: outer encoder -> inner encoder -> decoder.
+
+    The outer encoder maps ``log1p`` counts and the batch to an intermediate representation, the inner
+    encoder maps it to a Gaussian latent posterior (the part shared between species), the optional
+    library encoder infers the log library size with a per-batch log-normal prior (as scVI), and the
+    decoder maps ``z`` and the batch to a NB or ZINB distribution.
+
+    Parameters
+    ----------
+    n_input
+        Number of genes.
+    n_batch
+        Number of batches.
+    n_latent
+        Latent dimension.
+    outer_hidden, inner_hidden, decoder_hidden, library_hidden
+        Hidden layer sizes of the outer encoder, inner encoder, decoder and library encoder.
+    layer_order
+        Operations of each hidden layer, see :func:`scspecies.model._nn.validate_layer_order`.
+    gene_likelihood
+        ``"zinb"`` or ``"nb"``.
+    dispersion
+        ``"gene"``, ``"gene-batch"`` or ``"gene-cell"``.
+    use_library_encoder
+        Infer the library size (True) or use the observed total counts (False).
+    library_log_means, library_log_vars
+        Per-batch mean and variance of the log library sizes (prior of the library encoder).
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        n_batch: int = 1,
+        n_latent: int = 10,
+        outer_hidden: Sequence[int] = (300,),
+        inner_hidden: Sequence[int] = (200,),
+        decoder_hidden: Sequence[int] = (200, 300),
+        library_hidden: Sequence[int] = (200,),
+        layer_order: Sequence = DEFAULT_LAYER_ORDER,
+        gene_likelihood: str = "zinb",
+        dispersion: str = "gene-batch",
+        use_library_encoder: bool = True,
+        library_log_means: torch.Tensor | None = None,
+        library_log_vars: torch.Tensor | None = None,
+    ):
+        super().__init__()
+        if gene_likelihood not in _LIKELIHOODS:
+            raise ValueError(f"gene_likelihood must be one of {_LIKELIHOODS}, got {gene_likelihood!r}.")
+        if dispersion not in _DISPERSIONS:
+            raise ValueError(f"dispersion must be one of {_DISPERSIONS}, got {dispersion!r}.")
+        self.n_input = n_input
+        self.n_batch = n_batch
+        self.n_latent = n_latent
+        self.gene_likelihood = gene_likelihood
+        self.dispersion = dispersion
+        self.outer_encoder = MLP(n_input, outer_hidden, layer_order, n_cat=n_batch)
+        self.inner_encoder = GaussianHead(self.outer_encoder.n_out, inner_hidden, n_latent, layer_order)
+        self.library_encoder = (
+            GaussianHead(n_input, library_hidden, 1, layer_order, n_cat=n_batch)
+            if use_library_encoder
+            else None
+        )
+        self.decoder = CountDecoder(
+            n_latent, n_input, decoder_hidden, layer_order, n_batch, gene_likelihood, dispersion
+        )
+        means = torch.zeros(n_batch) if library_log_means is None else torch.as_tensor(library_log_means)
+        variances = torch.ones(n_batch) if library_log_vars is None else torch.as_tensor(library_log_vars)
+        self.register_buffer("library_log_means", means.float().reshape(-1))
+        self.register_buffer("library_log_vars", variances.float().reshape(-1))
+
+    # --- scvi-tools module interface -------------------------------------------------------------
+    def _get_inference_input(self, tensors, **kwargs):
+        return {"x": tensors[REGISTRY_KEYS.X_KEY], "batch_index": tensors[REGISTRY_KEYS.BATCH_KEY]}
+
+    def _get_generative_input(self, tensors, inference_outputs, **kwargs):
+        return {
+            "z": inference_outputs["z"],
+            "library": inference_outputs["library"],
+            "batch_index": tensors[REGISTRY_KEYS.BATCH_KEY],
+        }
+
+    def _library_prior(self, batch_index: torch.Tensor) -> Normal:
+        b = batch_index.reshape(-1).long()
+        return Normal(self.library_log_means[b][:, None], self.library_log_vars[b][:, None].sqrt())
+
+    def encode(self, x: torch.Tensor, batch_index: torch.Tensor) -> dict:
+        """Deterministic part of the inference: intermediate representation and posteriors."""
+        x_log = torch.log1p(x)
+        inter = self.outer_encoder(x_log, batch_index)
+        qz = self.inner_encoder(inter)
+        if self.library_encoder is not None:
+            ql = self.library_encoder(x_log, batch_index)
+            ql = Normal(ql.loc + self._library_prior(batch_index).loc, ql.scale)
+            library_mean = ql.loc
+        else:
+            ql = None
+            library_mean = torch.log(x.sum(-1, keepdim=True).clamp(min=1.0))
+        return {"inter": inter, "qz": qz, "ql": ql, "library_mean": library_mean}
+
+    @auto_move_data
+    def inference(self, x: torch.Tensor, batch_index: torch.Tensor, n_samples: int = 1) -> dict:
+        """Encode counts: ``inter`` (outer encoder output), ``qz``, ``z``, ``ql`` and log ``library``."""
+        out = self.encode(x, batch_index)
+        shape = () if n_samples == 1 else (n_samples,)
+        out["z"] = out["qz"].rsample(shape)
+        if out["ql"] is not None:
+            out["library"] = out["ql"].rsample(shape)
+        else:
+            lib = out["library_mean"]
+            out["library"] = lib if n_samples == 1 else lib.expand(n_samples, *lib.shape)
+        return out
+
+    @auto_move_data
+    def generative(
+        self,
+        z: torch.Tensor,
+        library: torch.Tensor,
+        batch_index: torch.Tensor,
+        transform_batch: int | None = None,
+    ) -> dict:
+        """Decode ``z`` into the count distribution ``px`` (scale = normalised expression)."""
+        if transform_batch is not None:
+            batch_index = torch.full_like(batch_index, int(transform_batch))
+        rho, theta, zi = self.decoder(z, batch_index)
+        mu = torch.exp(library) * rho
+        if zi is None:
+            px = NegativeBinomial(mu=mu, theta=theta, scale=rho)
+        else:
+            px = ZeroInflatedNegativeBinomial(mu=mu, theta=theta, zi_logits=zi, scale=rho)
+        return {"px": px, "rho": rho, "theta": theta, "zi_logits": zi}
+
+    def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0) -> LossOutput:
+        """Negative ELBO: reconstruction NLL + ``kl_weight`` x (KL of z + KL of the library)."""
+        x = tensors[REGISTRY_KEYS.X_KEY]
+        rec = -generative_outputs["px"].log_prob(x).sum(-1)
+        qz = inference_outputs["qz"]
+        kl_z = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
+        ql = inference_outputs["ql"]
+        if ql is not None:
+            kl_l = kl_divergence(ql, self._library_prior(tensors[REGISTRY_KEYS.BATCH_KEY])).sum(-1)
+        else:
+            kl_l = torch.zeros_like(kl_z)
+        loss = torch.mean(rec + kl_weight * (kl_z + kl_l))
+        return LossOutput(
+            loss=loss,
+            reconstruction_loss=rec,
+            kl_local={"kl_divergence_z": kl_z, "kl_divergence_l": kl_l},
+        )
+
+    @torch.inference_mode()
+    def sample(self, tensors, n_samples: int = 1) -> torch.Tensor:
+        """Draw counts from the posterior predictive distribution."""
+        _, gen = self.forward(tensors, inference_kwargs={"n_samples": n_samples}, compute_loss=False)
+        return gen["px"].sample().cpu()
+
+    # --- helpers for likelihood comparisons -------------------------------------------------------
+    def candidate_log_likelihood(
+        self, x: torch.Tensor, z: torch.Tensor, batch_index: torch.Tensor, library: torch.Tensor
+    ) -> torch.Tensor:
+        """Log-likelihood of each cell's counts under ``k`` candidate latents (decoded with its batch).
+
+        Parameters
+        ----------
+        x
+            Counts ``(m, n_genes)``.
+        z
+            Candidate latents ``(m, k, n_latent)``.
+        batch_index
+            Batch codes ``(m,)`` or ``(m, 1)``.
+        library
+            Log library sizes ``(m,)`` or ``(m, 1)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(m, k)`` log-likelihoods up to a per-cell constant.
+        """
+        m, k, n_lat = z.shape
+        batch_rep = batch_index.reshape(-1).repeat_interleave(k)
+        rho, theta, zi = self.decoder(z.reshape(m * k, n_lat), batch_rep)
+        shape = (m, k, rho.shape[-1])
+        mu = torch.exp(library.reshape(m, 1, 1)) * rho.reshape(shape)
+        return count_log_likelihood(
+            x[:, None, :],
+            mu,
+            theta.reshape(shape) if theta.dim() > 1 else theta,
+            None if zi is None else zi.reshape(shape),
+            theta_terms=self.dispersion == "gene-cell",
+        )
+
+
+class TargetVAE(SpeciesVAE):
+    """:class:`SpeciesVAE` of a target species aligned to a context model.
+
+    Holds, as buffers, everything it needs from the context: the context latent means and variances
+    and the context representations the target is pulled towards (outer encoder output for
+    ``alignment="inter"``, latent mean for ``"latent"``). The inner encoder is loaded from the context;
+    with ``freeze_inner`` it gets no gradients and stays in evaluation mode (no dropout, frozen norms).
+
+    Parameters
+    ----------
+    n_input
+        Number of target genes.
+    n_context_obs
+        Number of context cells (rows of the context buffers).
+    alignment
+        ``"inter"`` (align outer encoder outputs) or ``"latent"`` (align latent means).
+    freeze_inner
+        Freeze the inner encoder.
+    k_neigh
+        Data-level neighbour candidates considered per aligned target cell.
+    top_percent
+        Align the target cells with ``homology_top_percent <= top_percent``.
+    candidate_z
+        ``"mean"``: decode each candidate's latent mean; ``"sample"``: a draw from its posterior.
+    **kwargs
+        Architecture arguments of :class:`SpeciesVAE`.
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        n_context_obs: int,
+        alignment: str = "inter",
+        freeze_inner: bool = True,
+        k_neigh: int = 25,
+        top_percent: float = 20.0,
+        candidate_z: str = "mean",
+        **kwargs,
+    ):
+        super().__init__(n_input, **kwargs)
+        if alignment not in ("inter", "latent"):
+            raise ValueError(f"alignment must be 'inter' or 'latent', got {alignment!r}.")
+        if candidate_z not in ("mean", "sample"):
+            raise ValueError(f"candidate_z must be 'mean' or 'sample', got {candidate_z!r}.")
+        self.alignment = alignment
+        self.freeze_inner = freeze_inner
+        self.k_neigh = k_neigh
+        self.top_percent = top_percent
+        self.candidate_z = candidate_z
+        rep_dim = self.outer_encoder.n_out if alignment == "inter" else self.n_latent
+        self.register_buffer("context_qz_mean", torch.zeros(n_context_obs, self.n_latent))
+        self.register_buffer("context_qz_var", torch.ones(n_context_obs, self.n_latent))
+        self.register_buffer("context_rep", torch.zeros(n_context_obs, rep_dim))
+        if freeze_inner:
+            self.inner_encoder.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        """Set the training mode; a frozen inner encoder always stays in evaluation mode."""
+        super().train(mode)
+        if self.freeze_inner:
+            self.inner_encoder.eval()
+        return self
+
+    def alignment_distance(self, tensors: dict, inference_outputs: dict) -> torch.Tensor:
+        """Squared distance of each trusted target cell to its best context candidate (0 elsewhere).
+
+        The candidates are the cell's first ``k_neigh`` data-level neighbours; the best one is the
+        candidate whose latent, decoded by this (target) decoder, explains the cell's counts best.
+        """
+        top = tensors[TOP_PERCENT_KEY].reshape(-1)
+        mask = top <= self.top_percent
+        rep = inference_outputs["inter"] if self.alignment == "inter" else inference_outputs["qz"].loc
+        dist = torch.zeros(rep.shape[0], device=rep.device, dtype=rep.dtype)
+        if not bool(mask.any()):
+            return dist
+        with torch.no_grad():
+            idx = tensors[NEIGHBORS_KEY][mask][:, : self.k_neigh].long()
+            z = self.context_qz_mean[idx]
+            if self.candidate_z == "sample":
+                z = z + self.context_qz_var[idx].sqrt() * torch.randn_like(z)
+            ll = self.candidate_log_likelihood(
+                tensors[REGISTRY_KEYS.X_KEY][mask],
+                z,
+                tensors[REGISTRY_KEYS.BATCH_KEY][mask],
+                inference_outputs["library_mean"][mask],
+            )
+            best = idx.gather(1, ll.argmax(dim=1, keepdim=True)).squeeze(1)
+        dist[mask] = ((rep[mask] - self.context_rep[best]) ** 2).sum(-1)
+        return dist
+
+    def loss(
+        self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0, eta: float = 0.0
+    ) -> LossOutput:
+        """Negative ELBO plus ``eta`` x the mean alignment distance of the minibatch."""
+        out = super().loss(tensors, inference_outputs, generative_outputs, kl_weight=kl_weight)
+        if eta <= 0 or NEIGHBORS_KEY not in tensors:
+            return out
+        dist = self.alignment_distance(tensors, inference_outputs)
+        align = dist.mean()
+        return LossOutput(
+            loss=out.loss + eta * align,
+            reconstruction_loss=out.reconstruction_loss,
+            kl_local=out.kl_local,
+            extra_metrics={"alignment": align.detach()},
+        )

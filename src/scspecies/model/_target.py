@@ -1,0 +1,485 @@
+"""The target model: a new species aligned to a trained context model through the shared inner encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField, ObsmField
+from tqdm.auto import tqdm
+
+from ._base import SpeciesModelBase, check_counts
+from ._context import ContextModel
+from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, TargetVAE, count_log_likelihood
+from ._nn import DEFAULT_LAYER_ORDER
+from ._training import AlignmentTrainingPlan
+
+#: Largest table (cells x genes) of decoded candidates kept in memory by the fast similarity path.
+_TABLE_LIMIT = 60_000_000
+#: Elements (cells x candidates x genes) evaluated at once when comparing likelihoods.
+_CHUNK_ELEMENTS = 1 << 23
+
+
+class TargetModel(SpeciesModelBase):
+    """Variational autoencoder of a target species aligned to a :class:`ContextModel`.
+
+    Build it with :meth:`from_context`: the target gets its own outer encoder, library encoder and
+    decoder, and the context's inner encoder (frozen for ``alignment="inter"``, a trainable copy for
+    ``"latent"``). During training, target cells whose data-level neighbour search is trusted
+    (``obs["homology_top_percent"] <= top_percent``) are pulled towards the context cell that, among
+    their ``k_neigh`` data-level neighbours, best explains their counts under the target decoder.
+    Everything needed from the context is stored in the module's buffers, so a saved target model is
+    self-contained.
+
+    Parameters
+    ----------
+    adata
+        Target AnnData registered with :meth:`setup_anndata`.
+    n_context_obs
+        Number of context cells (size of the stored context buffers).
+    n_latent, outer_hidden, inner_hidden, decoder_hidden, library_hidden, layer_order
+        Architecture (see :class:`ContextModel`); the inner encoder and ``outer_hidden[-1]`` must match
+        the context's.
+    gene_likelihood, dispersion, use_library_encoder
+        Observation model of the target (see :class:`ContextModel`).
+    alignment
+        ``"inter"``: align outer encoder outputs, inner encoder frozen; ``"latent"``: align latent means,
+        inner encoder trainable.
+    k_neigh
+        Data-level neighbour candidates per aligned cell.
+    top_percent
+        Percentage of most trusted target cells that are aligned.
+    candidate_z
+        ``"mean"`` (decode the candidates' latent means, default) or ``"sample"`` (a posterior draw, as
+        scSpecies).
+
+    Examples
+    --------
+    >>> scs.pp.translate_genes(human, "human", "mouse")
+    >>> scs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
+    >>> scs.model.TargetModel.setup_anndata(human, batch_key="donor")
+    >>> target = scs.model.TargetModel.from_context(context, human)
+    >>> target.train(max_epochs=40)
+    """
+
+    _module_cls = TargetVAE
+    _training_plan_cls = AlignmentTrainingPlan
+
+    def __init__(
+        self,
+        adata: AnnData,
+        n_context_obs: int,
+        n_latent: int = 10,
+        outer_hidden: Sequence[int] = (300,),
+        inner_hidden: Sequence[int] = (200,),
+        decoder_hidden: Sequence[int] = (200, 300),
+        library_hidden: Sequence[int] = (200,),
+        layer_order: Sequence = DEFAULT_LAYER_ORDER,
+        gene_likelihood: str = "zinb",
+        dispersion: str = "gene-batch",
+        use_library_encoder: bool = True,
+        alignment: str = "inter",
+        k_neigh: int = 25,
+        top_percent: float = 20.0,
+        candidate_z: str = "mean",
+    ):
+        super().__init__(adata)
+        kwargs = self._module_kwargs_from(
+            n_latent,
+            outer_hidden,
+            inner_hidden,
+            decoder_hidden,
+            library_hidden,
+            layer_order,
+            gene_likelihood,
+            dispersion,
+            use_library_encoder,
+        )
+        self.module = TargetVAE(
+            n_input=self.summary_stats.n_vars,
+            n_context_obs=int(n_context_obs),
+            alignment=alignment,
+            freeze_inner=alignment == "inter",
+            k_neigh=int(k_neigh),
+            top_percent=float(top_percent),
+            candidate_z=candidate_z,
+            **kwargs,
+        )
+        self.homologous_genes_: tuple[np.ndarray, np.ndarray] | None = None
+        self.context_var_names_: np.ndarray | None = None
+        self._model_summary_string = (
+            f"scspecies TargetModel: alignment={alignment}, k_neigh={k_neigh}, top_percent={top_percent}, "
+            f"n_context_obs={n_context_obs}, likelihood={gene_likelihood}, dispersion={dispersion}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        layer: str | None = None,
+        batch_key: str | None = None,
+        labels_key: str | None = None,
+        homology_key: str | None = "homology",
+        **kwargs,
+    ):
+        """Register a target AnnData (raw counts plus the data-level neighbour search results).
+
+        Parameters
+        ----------
+        adata
+            Target AnnData with raw counts, processed by :func:`scspecies.pp.homology_neighbors`.
+        layer
+            Layer with the counts (``None``: ``X``).
+        batch_key
+            ``obs`` column with the batch; ``None``: one batch.
+        labels_key
+            Optional ``obs`` column with known target labels (not used in training).
+        homology_key
+            ``key_added`` of :func:`scspecies.pp.homology_neighbors`: registers
+            ``obsm["<key>_neighbors"]`` and ``obs["<key>_top_percent"]`` so that minibatches carry them.
+            ``None`` registers no neighbours (the model can then be trained without alignment only).
+        **kwargs
+            Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
+
+        Returns
+        -------
+        None
+            Registers the fields in the AnnData's scvi-tools manager.
+        """
+        for key in (batch_key, labels_key):
+            if key is not None and key not in adata.obs:
+                raise KeyError(f"{key!r} is not a column of adata.obs.")
+        if layer is not None and layer not in adata.layers:
+            raise KeyError(f"{layer!r} is not a layer of adata.")
+        if homology_key is not None:
+            needed = [f"obsm[{homology_key + '_neighbors'!r}]", f"obs[{homology_key + '_top_percent'!r}]"]
+            present = [f"{homology_key}_neighbors" in adata.obsm, f"{homology_key}_top_percent" in adata.obs]
+            if not all(present):
+                raise KeyError(
+                    f"The target AnnData lacks {', '.join(n for n, p in zip(needed, present, strict=True) if not p)}: "
+                    "run scspecies.pp.translate_genes and scspecies.pp.homology_neighbors(target, context) "
+                    "first (or pass homology_key=None to train without alignment)."
+                )
+        check_counts(adata, layer)
+        setup_method_args = cls._get_setup_method_args(**locals())
+        fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
+            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
+        ]
+        if homology_key is not None:
+            fields += [
+                ObsmField(NEIGHBORS_KEY, f"{homology_key}_neighbors"),
+                NumericalObsField(TOP_PERCENT_KEY, f"{homology_key}_top_percent"),
+            ]
+        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
+
+    @classmethod
+    def from_context(
+        cls,
+        context: ContextModel,
+        adata: AnnData,
+        alignment: str = "inter",
+        k_neigh: int = 25,
+        top_percent: float = 20.0,
+        candidate_z: str = "mean",
+        outer_hidden: Sequence[int] | None = None,
+        decoder_hidden: Sequence[int] | None = None,
+        library_hidden: Sequence[int] | None = None,
+        gene_likelihood: str | None = None,
+        dispersion: str | None = None,
+        use_library_encoder: bool | None = None,
+    ) -> TargetModel:
+        """Create a target model that shares the inner encoder of a trained context model.
+
+        Parameters
+        ----------
+        context
+            A trained :class:`ContextModel` (with its AnnData: the one passed to
+            :func:`scspecies.pp.homology_neighbors`).
+        adata
+            Target AnnData registered with :meth:`setup_anndata`.
+        alignment
+            ``"inter"`` (default; inner encoder frozen: no gradients, evaluation mode) or ``"latent"``
+            (a trainable copy; latent means are aligned).
+        k_neigh
+            Data-level neighbours considered as alignment candidates per cell.
+        top_percent
+            Align the cells with ``obs["<homology_key>_top_percent"] <= top_percent``.
+        candidate_z
+            ``"mean"`` or ``"sample"``, see :class:`TargetModel`.
+        outer_hidden, decoder_hidden, library_hidden, gene_likelihood, dispersion, use_library_encoder
+            Target architecture; ``None`` copies the context's. ``outer_hidden[-1]`` must equal the
+            context's.
+
+        Returns
+        -------
+        TargetModel
+            The untrained target model, holding copies of everything it needs from the context.
+        """
+        if not isinstance(context, ContextModel):
+            raise TypeError(f"context must be a ContextModel, got {type(context).__name__}.")
+        if not context.is_trained:
+            raise ValueError("The context model is not trained: call context.train() first.")
+        if context.adata is None:
+            raise ValueError("The context model has no AnnData attached; load it with its data.")
+        manager = cls._get_most_recent_anndata_manager(adata, required=False)
+        if manager is None:
+            raise ValueError("Register the target AnnData first: TargetModel.setup_anndata(adata, ...).")
+        homology_key = manager.registry["setup_args"].get("homology_key")
+        if homology_key is None:
+            raise ValueError(
+                "from_context needs the neighbour search: setup_anndata(..., homology_key='homology')."
+            )
+        info = adata.uns.get(homology_key)
+        if not isinstance(info, dict):
+            raise KeyError(
+                f"adata.uns[{homology_key!r}] is missing: run scspecies.pp.homology_neighbors first."
+            )
+        n_ctx = context.adata.n_obs
+        if int(info.get("context_n_obs", n_ctx)) != n_ctx:
+            raise ValueError(
+                f"The neighbour search used a context with {info.get('context_n_obs')} cells but the context "
+                f"model has {n_ctx}: run homology_neighbors with the context model's AnnData."
+            )
+        n_found = adata.obsm[f"{homology_key}_neighbors"].shape[1]
+        if n_found < k_neigh:
+            raise ValueError(
+                f"k_neigh={k_neigh} exceeds the {n_found} neighbours found by homology_neighbors."
+            )
+        target_idx = adata.var_names.get_indexer(list(info.get("target_genes", [])))
+        context_idx = context.adata.var_names.get_indexer(list(info.get("context_genes", [])))
+        keep = (target_idx >= 0) & (context_idx >= 0) if len(target_idx) == len(context_idx) else []
+        if not np.any(keep):
+            raise ValueError(
+                "The context and target share no homologous genes (uns[homology]['target_genes'] is empty "
+                "or absent from the data): check translate_genes and the species."
+            )
+        arch = context.init_params_["non_kwargs"]
+        model = cls(
+            adata,
+            n_context_obs=n_ctx,
+            n_latent=arch["n_latent"],
+            outer_hidden=arch["outer_hidden"] if outer_hidden is None else outer_hidden,
+            inner_hidden=arch["inner_hidden"],
+            decoder_hidden=arch["decoder_hidden"] if decoder_hidden is None else decoder_hidden,
+            library_hidden=arch["library_hidden"] if library_hidden is None else library_hidden,
+            layer_order=arch["layer_order"],
+            gene_likelihood=arch["gene_likelihood"] if gene_likelihood is None else gene_likelihood,
+            dispersion=arch["dispersion"] if dispersion is None else dispersion,
+            use_library_encoder=arch["use_library_encoder"]
+            if use_library_encoder is None
+            else use_library_encoder,
+            alignment=alignment,
+            k_neigh=k_neigh,
+            top_percent=top_percent,
+            candidate_z=candidate_z,
+        )
+        if model.module.outer_encoder.n_out != context.module.outer_encoder.n_out:
+            raise ValueError(
+                f"outer_hidden[-1] must equal the context's ({context.module.outer_encoder.n_out}) to feed "
+                "the shared inner encoder."
+            )
+        model.module.inner_encoder.load_state_dict(context.module.inner_encoder.state_dict())
+        qz_mean, qz_var = context.get_latent_representation(return_dist=True)
+        rep = context.get_intermediate_representation() if alignment == "inter" else qz_mean
+        with torch.no_grad():
+            model.module.context_qz_mean.copy_(torch.as_tensor(qz_mean))
+            model.module.context_qz_var.copy_(torch.as_tensor(qz_var))
+            model.module.context_rep.copy_(torch.as_tensor(rep))
+        model.homologous_genes_ = (target_idx[keep].astype(np.int64), context_idx[keep].astype(np.int64))
+        model.context_var_names_ = context.adata.var_names.astype(str).to_numpy()
+        return model
+
+    def train(
+        self,
+        max_epochs: int = 40,
+        eta_start: float = 10.0,
+        eta_max: float = 25.0,
+        n_epochs_eta_warmup: int = 10,
+        plan_kwargs: dict | None = None,
+        **kwargs,
+    ):
+        """Train the target model; the alignment weight ``eta`` ramps from ``eta_start`` to ``eta_max``.
+
+        Parameters
+        ----------
+        max_epochs
+            Number of epochs.
+        eta_start, eta_max, n_epochs_eta_warmup
+            Linear ramp of the alignment weight (scSpecies: 10 -> 25 over 10 epochs); ``eta_max=0``
+            trains without alignment.
+        plan_kwargs
+            More training-plan arguments.
+        **kwargs
+            Passed to :meth:`ContextModel.train` (``batch_size``, KL ramp, ``accelerator``...).
+
+        Returns
+        -------
+        None
+            The training history (with ``alignment_train``) is in :attr:`history`.
+        """
+        if eta_max > 0 and self.homologous_genes_ is None:
+            raise ValueError(
+                "The target model holds no context data: create it with TargetModel.from_context."
+            )
+        if eta_max > 0 and NEIGHBORS_KEY not in self.adata_manager.data_registry:
+            raise ValueError(
+                "Alignment needs the neighbour search: setup_anndata(..., homology_key='homology')."
+            )
+        plan = {
+            "eta_start": eta_start,
+            "eta_max": eta_max,
+            "n_epochs_eta_warmup": n_epochs_eta_warmup,
+            **(plan_kwargs or {}),
+        }
+        return super().train(max_epochs=max_epochs, plan_kwargs=plan, **kwargs)
+
+    # --- likelihood-based similarity ---------------------------------------------------------------
+    @torch.inference_mode()
+    def _similarity(
+        self,
+        z_table: np.ndarray,
+        candidates: np.ndarray,
+        indices: np.ndarray,
+        batch_size: int | None,
+        use_table: bool,
+        progress_bar: bool = False,
+    ) -> np.ndarray:
+        """Similarity of target cells ``indices`` to rows ``candidates`` (per cell) of ``z_table``."""
+        module = self.module
+        module.eval()
+        device = self.device
+        table = torch.as_tensor(np.asarray(z_table, dtype=np.float32), device=device)
+        cand = torch.as_tensor(np.asarray(candidates, dtype=np.int64), device=device)
+        k = cand.shape[1]
+        use_table = use_table and table.shape[0] * module.n_input <= _TABLE_LIMIT
+        decoded: dict[int, tuple] = {}
+        step = max(1, _CHUNK_ELEMENTS // max(1, k * module.n_input))
+        loader = self._make_data_loader(adata=self.adata, indices=indices, batch_size=batch_size or 256)
+        out = torch.empty(len(indices), k)
+        pos = 0
+        for tensors in tqdm(loader, desc="likelihood similarity", disable=not progress_bar):
+            x_all = tensors[REGISTRY_KEYS.X_KEY].to(device)
+            b_all = tensors[REGISTRY_KEYS.BATCH_KEY].to(device).reshape(-1).long()
+            enc = module.encode(x_all, b_all)
+            lib_all = enc["library_mean"].reshape(-1)
+            own = module.candidate_log_likelihood(x_all, enc["qz"].loc[:, None, :], b_all, lib_all)[:, 0]
+            for s in range(0, x_all.shape[0], step):
+                x, b, lib = x_all[s : s + step], b_all[s : s + step], lib_all[s : s + step]
+                idx = cand[pos + s : pos + s + x.shape[0]]
+                if not use_table:
+                    ll = module.candidate_log_likelihood(x, table[idx], b, lib)
+                else:
+                    ll = torch.empty(idx.shape, device=device)
+                    for code in torch.unique(b).tolist():
+                        if code not in decoded:
+                            codes = torch.full((table.shape[0],), code, device=device)
+                            decoded[code] = module.decoder(table, codes)
+                        rho, theta, zi = decoded[code]
+                        rows = b == code
+                        sel = idx[rows]
+                        theta_sel = (
+                            theta[sel]
+                            if module.dispersion == "gene-cell"
+                            else theta.reshape(-1, theta.shape[-1])[0]
+                        )
+                        ll[rows] = count_log_likelihood(
+                            x[rows][:, None, :],
+                            torch.exp(lib[rows])[:, None, None] * rho[sel],
+                            theta_sel,
+                            None if zi is None else zi[sel],
+                            theta_terms=module.dispersion == "gene-cell",
+                        )
+                out[pos + s : pos + s + x.shape[0]] = (ll - own[s : s + step, None]).cpu()
+            pos += x_all.shape[0]
+        return out.numpy()
+
+    def likelihood_similarity(
+        self,
+        candidate_z: np.ndarray,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Likelihood-based similarity of target cells to candidate latents (e.g. of context cells).
+
+        For target cell ``i`` and candidate ``j``: ``NLL(x_i | own z_i) - NLL(x_i | z_ij)``, both under
+        the target decoder with the cell's batch and inferred library size (``own z`` is the posterior
+        mean). Higher is more similar; ``~0`` means the candidate explains the counts as well as the
+        cell's own latent.
+
+        Parameters
+        ----------
+        candidate_z
+            ``(n_cells, k, n_latent)`` candidate latents for the cells ``indices``.
+        indices
+            Target cells (default all, in order).
+        batch_size
+            Cells processed at once.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_cells, k)`` similarities.
+        """
+        self._check_if_trained(warn=False)
+        indices = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices)
+        candidate_z = np.asarray(candidate_z, dtype=np.float32)
+        if (
+            candidate_z.ndim != 3
+            or candidate_z.shape[0] != len(indices)
+            or candidate_z.shape[2] != self.module.n_latent
+        ):
+            raise ValueError(
+                f"candidate_z must have shape ({len(indices)}, k, {self.module.n_latent}), got {candidate_z.shape}."
+            )
+        n, k, n_lat = candidate_z.shape
+        table = candidate_z.reshape(n * k, n_lat)
+        return self._similarity(table, np.arange(n * k).reshape(n, k), indices, batch_size, use_table=False)
+
+    def similarity_to_table(
+        self,
+        z_table: np.ndarray,
+        candidates: np.ndarray,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        progress_bar: bool = False,
+    ) -> np.ndarray:
+        """:meth:`likelihood_similarity` for candidates given as rows of a latent table.
+
+        Faster when many cells share candidates (e.g. context cells): each table row is decoded once
+        per target batch.
+
+        Parameters
+        ----------
+        z_table
+            ``(n_table, n_latent)`` latents (e.g. context latent means).
+        candidates
+            ``(n_cells, k)`` row indices into ``z_table`` for each target cell.
+        indices
+            Target cells (default all).
+        batch_size
+            Cells processed at once.
+        progress_bar
+            Show progress.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_cells, k)`` similarities.
+        """
+        self._check_if_trained(warn=False)
+        indices = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices)
+        candidates = np.asarray(candidates)
+        if candidates.ndim != 2 or candidates.shape[0] != len(indices):
+            raise ValueError(f"candidates must have shape ({len(indices)}, k), got {candidates.shape}.")
+        return self._similarity(
+            z_table, candidates, indices, batch_size, use_table=True, progress_bar=progress_bar
+        )
