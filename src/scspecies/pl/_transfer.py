@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +30,17 @@ def _confusion(report, name: str) -> pd.DataFrame:
     return table.astype(float)
 
 
-def transfer_scores(confusion: pd.DataFrame) -> tuple[pd.Series, float]:
+def transfer_scores(confusion: pd.DataFrame, labels: Sequence[str] | None = None) -> tuple[pd.Series, float]:
     """Per-type accuracy and balanced accuracy of a confusion table (true labels x predicted labels).
 
-    Only true labels that can be predicted (that are also columns) are scored.
+    Only true labels that can be predicted (that are in ``labels``) are scored.
 
     Parameters
     ----------
     confusion
         Counts or row percentages, true labels as index, predicted labels as columns.
+    labels
+        Labels that can be predicted (the context labels); default the columns of ``confusion``.
 
     Returns
     -------
@@ -46,14 +48,20 @@ def transfer_scores(confusion: pd.DataFrame) -> tuple[pd.Series, float]:
         Accuracy in percent per scorable true label, and their mean (balanced accuracy, percent).
     """
     shares = confusion.div(confusion.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0) * 100
-    labels = [label for label in shares.index if label in shares.columns]
-    acc = pd.Series([shares.at[label, label] for label in labels], index=labels, dtype=float)
+    labels = set(shares.columns if labels is None else labels)
+    scored = [label for label in shares.index if label in labels]
+    acc = pd.Series(
+        [shares.at[label, label] if label in shares.columns else 0.0 for label in scored],
+        index=scored,
+        dtype=float,
+    )
     return acc, float(acc.mean()) if len(acc) else float("nan")
 
 
 def transfer_accuracy(
     reports: Mapping[str, object],
     *,
+    context_labels: Sequence[str] | None = None,
     palette: Mapping[str, str] | None = None,
     min_share: float = 0.0,
     show: bool | None = None,
@@ -65,7 +73,7 @@ def transfer_accuracy(
     One panel per method (e.g. ``{"data-level NNS": ..., "scSpecies": ...}``) with one horizontal
     stacked bar per true target cell type, coloured by predicted label (one colour per label in all
     panels), the accuracy of each type at the bar's end and the balanced accuracy (mean accuracy over
-    the types that exist in the predicted labels) in the panel title.
+    the true types that can be predicted) in the panel title.
 
     Parameters
     ----------
@@ -73,6 +81,9 @@ def transfer_accuracy(
         Method name -> confusion table (true target labels as index, predicted context labels as
         columns; counts or percentages), or a report holding one under ``"confusion"``
         (e.g. the output of :func:`scspecies.tl.evaluate_transfer`).
+    context_labels
+        Labels that can be predicted: true types outside them are not scored (``n/a``). Default:
+        all labels predicted by any method.
     palette
         Fixed colours for some predicted labels.
     min_share
@@ -111,14 +122,15 @@ def transfer_accuracy(
                 shares[name] = s.drop(columns=small).assign(other=s[small].sum(axis=1))
     rows = list(pd.unique(pd.concat([s.index.to_series() for s in shares.values()]).astype(str)))
     rows.sort()
-    predicted = pd.concat([s.columns.to_series() for s in shares.values()]).astype(str)
+    predicted = pd.concat([t.columns.to_series() for t in tables.values()]).astype(str)
+    scorable = list(pd.unique(predicted)) if context_labels is None else [str(c) for c in context_labels]
     colors = make_palette(sorted(pd.unique(predicted)), {"other": "#bdbdbd", **(palette or {})})
 
     positions = np.arange(len(rows))
     fig, axes = panel_grid(len(shares), len(shares), (5.2, 0.38 * len(rows) + 1.6), sharey=True)
     for ax, (name, s) in zip(axes, shares.items(), strict=True):
         s = s.rename(index=str, columns=str).reindex(index=rows, fill_value=0.0)
-        acc, balanced = transfer_scores(tables[name].rename(index=str, columns=str))
+        acc, balanced = transfer_scores(tables[name].rename(index=str, columns=str), scorable)
         left = np.zeros(len(rows))
         for column in s.columns:
             ax.barh(positions, s[column], left=left, color=colors[column], height=0.8, linewidth=0)
