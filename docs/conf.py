@@ -63,6 +63,37 @@ napoleon_custom_sections = [("Params", "Parameters"), "Returns"]
 # ... and sphinx-autodoc-typehints must not prefix that section with its ":" marker (meant for typed fields)
 sphinx_autodoc_typehints.patches.napoleon_numpy_docstring_return_type_processor = lambda *args, **kwargs: None
 
+
+# scvi-tools members that scspecies users call directly: documented on the class pages with the rest
+SCVI_MEMBERS_SHOWN = ("get_latent_representation", "history", "is_trained", "save")
+
+
+def _class_members() -> dict[str, dict[str, list[str]]]:
+    """For each class of :mod:`scspecies.model`: the members to document, and the other scvi-tools ones.
+
+    Class pages document the public members defined in scspecies (also in its private base classes)
+    and :data:`SCVI_MEMBERS_SHOWN`; the remaining members of the scvi-tools base classes are only named,
+    and those of torch and lightning are left out: their docstrings belong to those projects.
+    """
+    import inspect
+
+    import scspecies.model
+
+    pages = {}
+    for name in scspecies.model.__all__:
+        cls = getattr(scspecies.model, name)
+        if not inspect.isclass(cls):
+            continue
+        ours = {a for k in cls.__mro__ if k.__module__.startswith("scspecies") for a in vars(k)}
+        scvi = {a for k in cls.__mro__ if k.__module__.startswith("scvi") for a in vars(k)} - ours
+        shown = sorted(a for a in ours | (scvi & set(SCVI_MEMBERS_SHOWN)) if not a.startswith("_"))
+        named = sorted(a for a in scvi if not a.startswith("_") and a not in shown)
+        pages[f"scspecies.model.{name}"] = {"shown": shown, "named": named}
+    return pages
+
+
+autosummary_context = {"class_members": _class_members()}
+
 # MyST and notebooks: tutorials are committed with their outputs and are never executed here
 myst_enable_extensions = ["amsmath", "colon_fence", "deflist", "dollarmath", "html_image", "html_admonition"]
 myst_heading_anchors = 3
@@ -94,6 +125,8 @@ _external = (
 )
 nitpick_ignore_regex = [
     (r"py:.*", _external + r"(\..*)?"),
+    # private modules and classes (base classes shown by show-inheritance) are not documented
+    (r"py:.*", r"scspecies\.(.*\.)?_\w+(\..*)?"),
     # bare names that the type-hint renderer leaves unqualified
     (r"py:class", r"(AnnData|MuData|ArrayLike|NDArray|DataFrame|Series|Axes|Figure|Colormap|Module|Tensor)"),
     (
