@@ -1,0 +1,145 @@
+"""Likelihood-based label transfer from a context model to a target model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.neighbors import NearestNeighbors
+
+
+def _latent_knn(reference: np.ndarray, query: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
+    k_eff = min(k + int(exclude_self), reference.shape[0])
+    nn = NearestNeighbors(n_neighbors=k_eff).fit(reference)
+    idx = nn.kneighbors(query, return_distance=False)
+    return idx[:, 1:] if exclude_self else idx
+
+
+def _check_models(target, context, labels_key: str) -> None:
+    from scspecies.model import ContextModel, TargetModel
+
+    if not isinstance(target, TargetModel) or not isinstance(context, ContextModel):
+        raise TypeError("transfer_labels(target, context, ...) needs a TargetModel and a ContextModel.")
+    for name, model in (("context", context), ("target", target)):
+        if not model.is_trained:
+            raise ValueError(f"The {name} model is not trained: call {name}.train() first.")
+        if model.adata is None:
+            raise ValueError(f"The {name} model has no AnnData attached.")
+    if labels_key not in context.adata.obs:
+        raise KeyError(f"{labels_key!r} is not a column of the context AnnData's obs.")
+    saved = target.context_var_names_
+    same_genes = saved is None or np.array_equal(saved, context.adata.var_names.astype(str).to_numpy())
+    if not same_genes or context.adata.n_obs != target.module.context_qz_mean.shape[0]:
+        raise ValueError("The target model was not built from this context model (genes or cells differ).")
+
+
+def transfer_labels(
+    target,
+    context,
+    labels_key: str,
+    n_candidates: int = 250,
+    n_vote: int = 25,
+    key_added: str | None = None,
+    novel_threshold: float = 0.5,
+    batch_size: int | None = None,
+    progress_bar: bool = True,
+) -> None:
+    """Transfer context labels to target cells by likelihood-based similarity and majority vote.
+
+    For every target cell: (1) the ``n_candidates`` context cells nearest to it in the shared latent
+    space (latent means, Euclidean) are candidates; (2) each candidate's latent mean is decoded by the
+    target decoder and scored with :meth:`~scspecies.model.TargetModel.likelihood_similarity`
+    (``NLL(own z) - NLL(candidate z)``); (3) the label held by most of the ``n_vote`` most similar
+    candidates is transferred.
+
+    The *confidence* is ``vote share x fit``. ``fit`` compares how well the context explains the cell
+    with how well its own species does: the median similarity of the ``n_vote`` best context candidates
+    against the median similarity of its ``n_vote`` nearest **target** cells (same score, same decoder),
+    ``fit = min(1, target median / context median)`` (both are negative log-likelihood gaps). A cell
+    whose type is absent from the context is explained much worse by context cells than by cells of its
+    own species, so ``fit`` is small: such cells are flagged as novel when ``fit < novel_threshold``.
+
+    Parameters
+    ----------
+    target
+        Trained :class:`~scspecies.model.TargetModel` (built from ``context``).
+    context
+        Trained :class:`~scspecies.model.ContextModel` with its AnnData.
+    labels_key
+        ``obs`` column of the context AnnData with the labels to transfer.
+    n_candidates
+        Latent-space candidates per target cell.
+    n_vote
+        Most similar candidates that vote.
+    key_added
+        Name of the result column (default ``"scspecies_<labels_key>"``).
+    novel_threshold
+        Cells with ``fit`` below it are flagged as resembling no context cell (default 0.5: the best
+        context cells explain the counts at least twice as badly as the cell's own neighbours).
+    batch_size
+        Target cells scored at once.
+    progress_bar
+        Show progress.
+
+    Returns
+    -------
+    None
+        Writes to ``target.adata`` (in place):
+
+        - ``obs[key]``: transferred label (categorical);
+        - ``obs[key + "_confidence"]``: confidence in [0, 1];
+        - ``obs[key + "_vote_share"]`` and ``obs[key + "_fit"]``: its two factors;
+        - ``obs[key + "_novel"]``: True for cells that resemble no context cell;
+        - ``obsm["scspecies_candidates"]`` / ``obsm["scspecies_similarity"]``: the candidates' context row
+          indices and similarities, most similar first;
+        - ``uns[key]``: the parameters.
+
+    Examples
+    --------
+    >>> scs.tl.transfer_labels(target, context, labels_key="cell_ontology_class")
+    >>> human.obs[["scspecies_cell_ontology_class", "scspecies_cell_ontology_class_confidence"]]
+    """
+    _check_models(target, context, labels_key)
+    if n_candidates < 1 or n_vote < 1:
+        raise ValueError("n_candidates and n_vote must be positive.")
+    key = key_added or f"scspecies_{labels_key}"
+    adata = target.adata
+    n_vote = min(n_vote, n_candidates, context.adata.n_obs)
+    z_context = context.get_latent_representation(batch_size=batch_size)
+    z_target = target.get_latent_representation(batch_size=batch_size)
+
+    candidates = _latent_knn(z_context, z_target, n_candidates)
+    similarity = target.similarity_to_table(
+        z_context, candidates, batch_size=batch_size, progress_bar=progress_bar
+    )
+    order = np.argsort(-similarity, axis=1, kind="stable")
+    candidates = np.take_along_axis(candidates, order, axis=1)
+    similarity = np.take_along_axis(similarity, order, axis=1)
+
+    labels = pd.Categorical(context.adata.obs[labels_key])
+    codes = labels.codes[candidates[:, :n_vote]]
+    counts = np.zeros((adata.n_obs, len(labels.categories)), dtype=np.int64)
+    rows = np.repeat(np.arange(adata.n_obs), n_vote)
+    valid = codes.ravel() >= 0
+    np.add.at(counts, (rows[valid], codes.ravel()[valid]), 1)
+    winner = counts.argmax(axis=1)
+    vote_share = counts.max(axis=1) / n_vote
+
+    neighbours = _latent_knn(z_target, z_target, n_vote, exclude_self=True)
+    own_similarity = target.similarity_to_table(z_target, neighbours, batch_size=batch_size)
+    reference = np.minimum(np.median(own_similarity, axis=1), -1e-6)
+    achieved = np.minimum(np.median(similarity[:, :n_vote], axis=1), -1e-6)
+    fit = np.clip(reference / achieved, 0.0, 1.0)
+
+    adata.obs[key] = pd.Categorical.from_codes(winner, categories=labels.categories)
+    adata.obs[f"{key}_vote_share"] = vote_share.astype(np.float32)
+    adata.obs[f"{key}_fit"] = fit.astype(np.float32)
+    adata.obs[f"{key}_confidence"] = (vote_share * fit).astype(np.float32)
+    adata.obs[f"{key}_novel"] = fit < novel_threshold
+    adata.obsm["scspecies_candidates"] = candidates.astype(np.int64)
+    adata.obsm["scspecies_similarity"] = similarity.astype(np.float32)
+    adata.uns[key] = {
+        "labels_key": labels_key,
+        "n_candidates": int(candidates.shape[1]),
+        "n_vote": int(n_vote),
+        "novel_threshold": float(novel_threshold),
+    }

@@ -1,0 +1,272 @@
+"""Context and target models on small synthetic data (seconds per test)."""
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import sparse
+
+import scspecies as scs
+
+model = pytest.importorskip("scspecies.model")
+
+N_TYPES = 3
+K = 30
+TRAIN = {"max_epochs": 2, "enable_progress_bar": False, "batch_size": 64}
+
+
+def _counts(rng, profiles, type_ids, shift):
+    lib = rng.lognormal(np.log(600), 0.3, size=len(type_ids))
+    p = profiles[type_ids] * shift
+    p = p / p.sum(1, keepdims=True)
+    mu = p * lib[:, None]
+    return sparse.csr_matrix(rng.negative_binomial(5, 5 / (5 + mu)).astype(np.float32))
+
+
+def make_pair(seed=0, n_ctx=200, n_tgt=150, n_genes=40):
+    """Context and target with cell types, donors and fake homology_neighbors outputs."""
+    rng = np.random.default_rng(seed)
+    profiles = rng.gamma(0.6, 2.0, size=(N_TYPES + 1, n_genes))
+    names = [f"type{i}" for i in range(N_TYPES)] + ["novel"]
+    ct = rng.integers(0, N_TYPES, n_ctx)
+    ctx = ad.AnnData(_counts(rng, profiles, ct, 1.0))
+    ctx.var_names = [f"Gene{i}" for i in range(n_genes)]
+    ctx.obs["cell_type"] = pd.Categorical([names[i] for i in ct])
+    ctx.obs["donor"] = pd.Categorical(rng.choice(["m1", "m2"], n_ctx))
+    tt = rng.integers(0, N_TYPES + 1, n_tgt)
+    tgt = ad.AnnData(_counts(rng, profiles, tt, rng.lognormal(0, 0.2, size=n_genes)))
+    tgt.var_names = [f"GENE{i}" for i in range(n_genes)]
+    tgt.obs["cell_type"] = pd.Categorical([names[i] for i in tt])
+    tgt.obs["donor"] = pd.Categorical(rng.choice(["h1", "h2", "h3"], n_tgt))
+    neigh = np.stack(
+        [rng.choice(np.flatnonzero(ct == t) if t < N_TYPES else np.arange(n_ctx), K) for t in tt]
+    ).astype(np.int64)
+    agree = np.where(tt < N_TYPES, 0.9, 0.4) + rng.random(n_tgt) * 0.05
+    tgt.obsm["homology_neighbors"] = neigh
+    tgt.obs["homology_agreement"] = agree
+    tgt.obs["homology_top_percent"] = pd.Series(-agree).rank(method="max", pct=True).to_numpy() * 100
+    tgt.var["ortholog"] = list(ctx.var_names)
+    tgt.uns["homology"] = {
+        "context_n_obs": n_ctx,
+        "target_genes": list(tgt.var_names),
+        "context_genes": list(ctx.var_names),
+    }
+    return ctx, tgt
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    ctx, tgt = make_pair()
+    model.ContextModel.setup_anndata(ctx, batch_key="donor", labels_key="cell_type")
+    context = model.ContextModel(ctx)
+    context.train(**TRAIN)
+    model.TargetModel.setup_anndata(tgt, batch_key="donor")
+    target = model.TargetModel.from_context(context, tgt)
+    before = {k: v.clone() for k, v in target.module.inner_encoder.state_dict().items()}
+    target.train(**TRAIN)
+    return context, target, before
+
+
+def test_context_outputs(trained):
+    context, _, _ = trained
+    z = context.get_latent_representation()
+    assert z.shape == (context.adata.n_obs, 10) and np.isfinite(z).all()
+    inter = context.get_intermediate_representation()
+    assert inter.shape == (context.adata.n_obs, 300)
+    expr = context.get_normalized_expression()
+    assert expr.shape == context.adata.shape
+    assert "elbo_train" in context.history and len(context.history["elbo_train"]) == 2
+    decoded = context.decode_expression(z[:4], "m1", library=100.0)
+    np.testing.assert_allclose(decoded["rho"].sum(1), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(decoded["mu"], decoded["rho"] * 100.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="Unknown batch"):
+        context.decode_expression(z[:2], "nope")
+
+
+def test_kl_ramp_and_eta_ramp():
+    from scspecies.model._training import linear_ramp
+
+    assert linear_ramp(0, 10, 25, 10) == 10
+    assert linear_ramp(5, 10, 25, 10) == 17.5
+    assert linear_ramp(12, 10, 25, 10) == 25
+
+
+def test_target_frozen_inner_encoder(trained):
+    _, target, before = trained
+    after = target.module.inner_encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(not p.requires_grad for p in target.module.inner_encoder.parameters())
+    target.module.train()
+    assert not target.module.inner_encoder.training and target.module.outer_encoder.training
+    target.module.eval()
+    hist = target.history
+    assert "alignment_train" in hist and np.isfinite(hist["alignment_train"].to_numpy(dtype=float)).all()
+    assert hist["eta"].iloc[0, 0] == 10.0
+
+
+def test_target_shares_inner_encoder_latents(trained):
+    context, target, _ = trained
+    # the stored context moments are the context model's own latents
+    np.testing.assert_allclose(
+        target.module.context_qz_mean.numpy(), context.get_latent_representation(), atol=1e-5
+    )
+    tgt_idx, ctx_idx = target.homologous_genes_
+    assert len(tgt_idx) == len(ctx_idx) == 40
+
+
+def test_latent_alignment_trains_inner_copy():
+    ctx, tgt = make_pair(seed=1)
+    model.ContextModel.setup_anndata(ctx, batch_key="donor")
+    context = model.ContextModel(ctx, gene_likelihood="nb", dispersion="gene", use_library_encoder=False)
+    context.train(**TRAIN)
+    model.TargetModel.setup_anndata(tgt, batch_key="donor")
+    target = model.TargetModel.from_context(context, tgt, alignment="latent", candidate_z="sample")
+    target.train(**TRAIN)
+    changed = any(
+        not torch.equal(a, b)
+        for a, b in zip(
+            target.module.inner_encoder.state_dict().values(),
+            context.module.inner_encoder.state_dict().values(),
+            strict=True,
+        )
+    )
+    assert changed
+    assert target.module.context_rep.shape == (ctx.n_obs, 10)
+
+
+def test_likelihood_similarity(trained):
+    context, target, _ = trained
+    z_ctx = context.get_latent_representation()
+    z_tgt = target.get_latent_representation()
+    cand = np.stack([z_ctx[:6]] * 20)
+    own = z_tgt[:20, None, :]
+    sim = target.likelihood_similarity(np.concatenate([own, cand], axis=1), indices=np.arange(20))
+    assert sim.shape == (20, 7)
+    np.testing.assert_allclose(sim[:, 0], 0.0, atol=1e-2)  # own z: zero by definition
+    table = target.similarity_to_table(z_ctx, np.tile(np.arange(6), (20, 1)), indices=np.arange(20))
+    np.testing.assert_allclose(table, sim[:, 1:], rtol=1e-4, atol=1e-2)
+    with pytest.raises(ValueError, match="candidate_z must have shape"):
+        target.likelihood_similarity(cand[:, :, :3], indices=np.arange(20))
+
+
+def test_custom_layer_order_and_dispersion():
+    ctx, _ = make_pair(seed=2, n_ctx=80)
+    model.ContextModel.setup_anndata(ctx)
+    order = ["linear", "batch_norm", ("act", "leaky_relu", (0, 6)), ("dropout", 0.2)]
+    context = model.ContextModel(
+        ctx,
+        outer_hidden=(32,),
+        inner_hidden=(16,),
+        decoder_hidden=(16,),
+        layer_order=order,
+        dispersion="gene-cell",
+    )
+    context.train(**TRAIN)
+    assert context.get_latent_representation().shape == (80, 10)
+    with pytest.raises(ValueError, match="linear"):
+        model.ContextModel(ctx, layer_order=["layer_norm"])
+    with pytest.raises(ValueError, match="dispersion"):
+        model.ContextModel(ctx, dispersion="per-cell")
+
+
+def test_two_targets_on_one_context(trained):
+    context, first, _ = trained
+    _, rat = make_pair(seed=3, n_tgt=90)
+    model.TargetModel.setup_anndata(rat, batch_key="donor")
+    second = model.TargetModel.from_context(context, rat)
+    second.train(**TRAIN)
+    assert second.get_latent_representation().shape == (90, 10)
+    assert first.get_latent_representation().shape == (first.adata.n_obs, 10)
+    for a, b in zip(
+        second.module.inner_encoder.parameters(), first.module.inner_encoder.parameters(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+def test_save_load_roundtrip_and_gene_check(trained, tmp_path):
+    context, target, _ = trained
+    z = target.get_latent_representation()
+    target.save(tmp_path / "target", save_anndata=True)
+    loaded = model.TargetModel.load(tmp_path / "target", adata=target.adata)
+    np.testing.assert_array_equal(loaded.get_latent_representation(), z)
+    np.testing.assert_array_equal(
+        loaded.module.context_qz_mean.numpy(), target.module.context_qz_mean.numpy()
+    )
+    assert loaded.homologous_genes_[0].tolist() == target.homologous_genes_[0].tolist()
+    other = target.adata[:, ::-1].copy()
+    with pytest.raises(ValueError, match="genes of `adata`"):
+        model.TargetModel.load(tmp_path / "target", adata=other)
+    context.save(tmp_path / "context")
+    reloaded = model.ContextModel.load(tmp_path / "context", adata=context.adata)
+    np.testing.assert_array_equal(reloaded.get_latent_representation(), context.get_latent_representation())
+
+
+def test_hub_offline(trained, tmp_path):
+    pytest.importorskip("huggingface_hub")
+    from scvi.hub import HubModel
+
+    _, target, _ = trained
+    path = model.save_to_hub_dir(target, tmp_path / "hub_target", description="synthetic test")
+    assert (path / "README.md").read_text().count("TargetModel") >= 2
+    hub = HubModel(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hub.load_model(accelerator="cpu")
+    assert isinstance(hub.model, model.TargetModel)
+    np.testing.assert_allclose(
+        hub.model.get_latent_representation(), target.get_latent_representation(), atol=1e-6
+    )
+
+
+def test_bad_inputs(trained):
+    context, _, _ = trained
+    ctx, tgt = make_pair(seed=4, n_ctx=60, n_tgt=40)
+    bare = tgt.copy()
+    del bare.obsm["homology_neighbors"]
+    with pytest.raises(KeyError, match="homology_neighbors"):
+        model.TargetModel.setup_anndata(bare, batch_key="donor")
+    with pytest.raises(KeyError, match="nope"):
+        model.ContextModel.setup_anndata(ctx, batch_key="nope")
+    neg = ctx.copy()
+    neg.X = neg.X * 0.5
+    with pytest.raises(ValueError, match="raw"):
+        model.ContextModel.setup_anndata(neg)
+    model.ContextModel.setup_anndata(ctx)
+    untrained = model.ContextModel(ctx)
+    model.TargetModel.setup_anndata(tgt, batch_key="donor")
+    with pytest.raises(ValueError, match="not trained"):
+        model.TargetModel.from_context(untrained, tgt)
+    # the neighbour search was run against another context (60 cells, not 200)
+    with pytest.raises(ValueError, match="context with 60 cells"):
+        model.TargetModel.from_context(context, tgt)
+    no_genes = tgt.copy()
+    no_genes.uns["homology"] = {
+        **tgt.uns["homology"],
+        "context_n_obs": 200,
+        "target_genes": [],
+        "context_genes": [],
+    }
+    model.TargetModel.setup_anndata(no_genes, batch_key="donor")
+    with pytest.raises(ValueError, match="share no homologous genes"):
+        model.TargetModel.from_context(context, no_genes)
+    with pytest.raises(ValueError, match="k_neigh"):
+        model.TargetModel.from_context(context, no_genes, k_neigh=100)
+
+
+def test_transfer_on_synthetic(trained):
+    context, target, _ = trained
+    scs.tl.transfer_labels(target, context, "cell_type", n_candidates=40, n_vote=10, progress_bar=False)
+    obs = target.adata.obs
+    assert set(obs["scspecies_cell_type"].cat.categories) <= {"type0", "type1", "type2"}
+    conf = obs["scspecies_cell_type_confidence"].to_numpy()
+    assert ((conf >= 0) & (conf <= 1)).all()
+    assert target.adata.obsm["scspecies_candidates"].shape == (target.adata.n_obs, 40)
+    sim = target.adata.obsm["scspecies_similarity"]
+    assert (np.diff(sim, axis=1) <= 1e-6).all()  # most similar first
+    assert obs["scspecies_cell_type_novel"].dtype == bool
+    with pytest.raises(KeyError, match="missing_key"):
+        scs.tl.transfer_labels(target, context, "missing_key")
