@@ -10,20 +10,12 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 
+from scspecies.tl._similar_cells import target_position
+
 from ._embedding import embedding_coords, point_size, species_views, style_embedding_axes
 from ._utils import finalize, new_axes
 
 _BACKGROUND = "#e0e0e0"
-
-
-def _target_position(target: AnnData, index: int | str) -> int:
-    if isinstance(index, str):
-        if index not in target.obs_names:
-            raise KeyError(f"target cell {index!r} not found in target.obs_names")
-        return int(target.obs_names.get_loc(index))
-    if not -target.n_obs <= int(index) < target.n_obs:
-        raise IndexError(f"target index {index} out of range for {target.n_obs} target cells")
-    return int(index) % target.n_obs
 
 
 def similarity(
@@ -94,7 +86,7 @@ def similarity(
         raise ValueError(f"clip_quantile must be in [0, 1), got {clip_quantile}")
     views = species_views(context, target, species_key, species_names)
     (context_name, context_view), (target_name, target_view) = views.items()
-    position = _target_position(target_view, index)
+    position = target_position(target_view, index)
     xy_context = embedding_coords(context_view, basis)
     xy_target = embedding_coords(target_view, basis)
     idx = similar["context_index"].to_numpy(dtype=np.int64)

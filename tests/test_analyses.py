@@ -1,0 +1,250 @@
+"""Cross-species analyses (tl.similar_cells, celltype_similarity, homologous_lfc, data_lfc) on a tiny model."""
+
+import anndata as ad
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import sparse
+
+import scspecies as scs
+
+model = pytest.importorskip("scspecies.model")
+
+TYPES = ["alpha", "beta", "delta"]
+N_GENES = 30
+TRAIN = {"max_epochs": 2, "enable_progress_bar": False, "batch_size": 64}
+
+
+def _counts(rng, profiles, type_ids):
+    lib = rng.lognormal(np.log(500), 0.3, size=len(type_ids))
+    mu = profiles[type_ids] / profiles[type_ids].sum(1, keepdims=True) * lib[:, None]
+    return sparse.csr_matrix(rng.negative_binomial(5, 5 / (5 + mu)).astype(np.float32))
+
+
+def _pair(seed=0, n_ctx=180, n_tgt=120):
+    """Context (3 types) and target (3 types + one absent from the context), with homology outputs."""
+    rng = np.random.default_rng(seed)
+    profiles = rng.gamma(0.6, 2.0, size=(len(TYPES) + 1, N_GENES))
+    ct = rng.integers(0, len(TYPES), n_ctx)
+    ctx = ad.AnnData(_counts(rng, profiles, ct))
+    ctx.var_names = [f"Gene{i}" for i in range(N_GENES)]
+    ctx.obs_names = [f"m{i}" for i in range(n_ctx)]
+    ctx.obs["cell_type"] = pd.Categorical([TYPES[i] for i in ct])
+    ctx.obs["donor"] = pd.Categorical(rng.choice(["m1", "m2"], n_ctx))
+    tt = rng.integers(0, len(TYPES) + 1, n_tgt)
+    shifted = profiles * rng.lognormal(0, 0.5, size=N_GENES)
+    tgt = ad.AnnData(_counts(rng, shifted, tt))
+    tgt.var_names = [f"GENE{i}" for i in range(N_GENES)]
+    tgt.obs_names = [f"h{i}" for i in range(n_tgt)]
+    tgt.obs["cell_type"] = pd.Categorical([([*TYPES, "epsilon"])[i] for i in tt])
+    tgt.obs["donor"] = pd.Categorical(rng.choice(["h1", "h2", "h3"], n_tgt))
+    pools = [np.flatnonzero(ct == t) if t < len(TYPES) else np.arange(n_ctx) for t in range(len(TYPES) + 1)]
+    tgt.obsm["homology_neighbors"] = np.stack([rng.choice(pools[t], 30) for t in tt]).astype(np.int64)
+    agree = np.where(tt < len(TYPES), 0.9, 0.4) + rng.random(n_tgt) * 0.05
+    tgt.obs["homology_agreement"] = agree
+    tgt.obs["homology_top_percent"] = pd.Series(-agree).rank(method="max", pct=True).to_numpy() * 100
+    tgt.var["ortholog"] = list(ctx.var_names)
+    tgt.uns["homology"] = {
+        "context_n_obs": n_ctx,
+        "target_genes": list(tgt.var_names),
+        "context_genes": list(ctx.var_names),
+    }
+    return ctx, tgt
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    ctx, tgt = _pair()
+    model.ContextModel.setup_anndata(ctx, batch_key="donor", labels_key="cell_type")
+    context = model.ContextModel(
+        ctx, n_latent=4, outer_hidden=(32,), inner_hidden=(16,), decoder_hidden=(32,)
+    )
+    context.train(**TRAIN)
+    model.TargetModel.setup_anndata(tgt, batch_key="donor")
+    target = model.TargetModel.from_context(context, tgt)
+    target.train(**TRAIN)
+    return target, context
+
+
+def test_filter_outliers_chi2_cutoff():
+    rng = np.random.default_rng(0)
+    data = np.r_[rng.normal(size=(4000, 3)), [[12.0, -12.0, 12.0]]]
+    inliers = scs.tl.filter_outliers(data, 0.9)
+    assert not inliers[-1]
+    assert inliers[:-1].mean() == pytest.approx(0.9, abs=0.02)
+    assert scs.tl.filter_outliers(data[:3], 0.5).all()  # too few rows for a covariance
+    with pytest.raises(ValueError, match="confidence_level"):
+        scs.tl.filter_outliers(data, 0.0)
+
+
+def test_histogram_mode():
+    rng = np.random.default_rng(0)
+    values = np.r_[rng.normal(-3.0, 0.5, 5000), rng.normal(-40.0, 10.0, 1000)]
+    assert scs.tl.histogram_mode(values) == pytest.approx(-3.0, abs=0.6)
+    assert np.isnan(scs.tl.histogram_mode(np.array([])))
+
+
+def test_similar_cells_ranks_all_context_cells(models, monkeypatch):
+    target, context = models
+    df = scs.tl.similar_cells(target, context, 5, labels_key=["cell_type", "donor"])
+    assert len(df) == context.adata.n_obs
+    assert list(df.columns) == ["context_index", "obs_name", "similarity", "cell_type", "donor"]
+    assert np.all(np.diff(df["similarity"].to_numpy()) <= 0)
+    assert sorted(df["context_index"]) == list(range(context.adata.n_obs))
+    obs = context.adata.obs.iloc[df["context_index"]]
+    assert (df["cell_type"].to_numpy() == obs["cell_type"].astype(str).to_numpy()).all()
+    assert (df["obs_name"].to_numpy() == obs.index.to_numpy()).all()
+    # the same scores as the model's primitive on the whole table, also when chunked
+    z = context.get_latent_representation()
+    direct = target.similarity_to_table(z, np.arange(len(z))[None], indices=[5])[0]
+    np.testing.assert_allclose(df["similarity"], direct[df["context_index"]], rtol=1e-4, atol=1e-3)
+    monkeypatch.setattr("scspecies.tl._similar_cells._CELLS_X_GENES", 50 * N_GENES)
+    chunked = scs.tl.similar_cells(target, context, "h5", n_top=10)
+    assert len(chunked) == 10
+    np.testing.assert_allclose(chunked["similarity"], df["similarity"][:10], rtol=1e-4, atol=1e-3)
+    assert chunked.attrs["target_obs_name"] == "h5"
+
+
+def test_similar_cells_bad_input(models):
+    target, context = models
+    with pytest.raises(IndexError, match="out of range"):
+        scs.tl.similar_cells(target, context, target.adata.n_obs)
+    with pytest.raises(KeyError, match="nope"):
+        scs.tl.similar_cells(target, context, "nope")
+    with pytest.raises(KeyError, match="tissue"):
+        scs.tl.similar_cells(target, context, 0, labels_key="tissue")
+    with pytest.raises(TypeError, match="TargetModel"):
+        scs.tl.similar_cells(context, target, 0)
+
+
+def test_celltype_similarity_table_and_scales(models):
+    target, context = models
+    sim = scs.tl.celltype_similarity(
+        target, context, "cell_type", "cell_type", n_target=40, n_context=10, progress_bar=False
+    )
+    assert list(sim.index) == ["alpha", "beta", "delta", "epsilon"]
+    assert list(sim.columns) == TYPES
+    assert np.isfinite(sim.to_numpy()).all()
+    stored = target.adata.uns["scspecies_celltype_similarity"]
+    pd.testing.assert_frame_equal(stored["similarity"], sim)
+    assert stored["params"]["n_context"] == 10
+    mm = scs.tl.celltype_similarity(
+        target, context, "cell_type", "cell_type", 40, 10, scale="min_max", key_added="mm", progress_bar=False
+    )
+    np.testing.assert_allclose(mm.max(axis=1), 1.0)
+    np.testing.assert_allclose(mm.min(axis=1), 0.0)
+    pd.testing.assert_index_equal(mm.idxmax(axis=1).index, sim.index)
+    assert (mm.idxmax(axis=1) == sim.idxmax(axis=1)).all()  # same seed, same ranking
+    mx = scs.tl.celltype_similarity(
+        target, context, "cell_type", "cell_type", 40, 10, scale="max", progress_bar=False
+    )
+    np.testing.assert_allclose(mx.abs().max(axis=1), 1.0)
+    with pytest.raises(ValueError, match="scale"):
+        scs.tl.celltype_similarity(target, context, "cell_type", "cell_type", scale="log")
+
+
+def test_celltype_similarity_uses_transferred_labels(models):
+    target, context = models
+    adata = target.adata
+    adata.obs["scspecies_annotation"] = adata.obs["cell_type"].astype(str).replace("epsilon", "alpha")
+    try:
+        sim = scs.tl.celltype_similarity(
+            target, context, "annotation", "cell_type", 30, 5, progress_bar=False
+        )
+        assert sim.index.name == "scspecies_annotation"
+        assert list(sim.index) == TYPES
+        with pytest.raises(KeyError, match="transfer_labels"):
+            scs.tl.celltype_similarity(target, context, "missing", "cell_type")
+    finally:
+        del adata.obs["scspecies_annotation"]
+
+
+def test_homologous_lfc_table(models):
+    target, context = models
+    df = scs.tl.homologous_lfc(target, context, "cell_type", "cell_type", n_samples=300, progress_bar=False)
+    assert list(df.columns) == [
+        "cell_type",
+        "gene_target",
+        "gene_context",
+        "lfc",
+        "p",
+        "rho_target",
+        "rho_context",
+        "mu_target",
+        "mu_context",
+        "lfc_rand",
+        "p_rand",
+    ]
+    assert len(df) == len(TYPES) * N_GENES  # "epsilon" exists in the target only
+    assert sorted(df["cell_type"].unique()) == TYPES
+    first = df[df.cell_type == "alpha"]
+    assert list(first["gene_target"]) == list(target.adata.var_names)
+    assert list(first["gene_context"]) == list(context.adata.var_names)
+    assert np.isfinite(df[["lfc", "lfc_rand", "mu_target", "mu_context"]].to_numpy()).all()
+    assert df["p"].between(0, 1).all() and df["p_rand"].between(0, 1).all()
+    assert (df["rho_target"] > 0).all() and (df["mu_context"] > 0).all()
+    # renormalised rho of the homologous genes: medians sum to about 1
+    assert first["rho_target"].sum() == pytest.approx(1.0, abs=0.2)
+    assert target.adata.uns["scspecies_lfc"]["params"]["n_samples"] == 300
+    again = scs.tl.homologous_lfc(
+        target, context, "cell_type", "cell_type", "beta", n_samples=300, progress_bar=False, key_added="x"
+    )
+    pd.testing.assert_frame_equal(
+        again[["lfc", "p"]], df[df.cell_type == "beta"][["lfc", "p"]].reset_index(drop=True), atol=0.5, rtol=0
+    )
+
+
+def test_homologous_lfc_bad_input(models):
+    target, context = models
+    with pytest.raises(ValueError, match="epsilon.*context"):
+        scs.tl.homologous_lfc(target, context, "cell_type", "cell_type", ["epsilon"], progress_bar=False)
+    with pytest.raises(KeyError, match="tissue"):
+        scs.tl.homologous_lfc(target, context, "cell_type", "tissue")
+    saved = target.homologous_genes_
+    target.homologous_genes_ = (np.array([], dtype=np.int64), np.array([], dtype=np.int64))
+    try:
+        with pytest.raises(ValueError, match="no homologous genes"):
+            scs.tl.homologous_lfc(target, context, "cell_type", "cell_type")
+    finally:
+        target.homologous_genes_ = saved
+
+
+def test_data_lfc_matches_manual(models):
+    target, context = models
+    df = scs.tl.data_lfc(target, context, "cell_type", "cell_type", eps=1e-6)
+    assert len(df) == len(TYPES) * N_GENES
+
+    def mean_norm(adata, t):
+        x = adata[adata.obs["cell_type"] == t].X.toarray()
+        x = x[x.sum(1) > 0]
+        return (x / x.sum(1, keepdims=True)).mean(0)
+
+    expected = np.log2(mean_norm(target.adata, "beta") + 1e-6) - np.log2(
+        mean_norm(context.adata, "beta") + 1e-6
+    )
+    np.testing.assert_allclose(df[df.cell_type == "beta"]["lfc"], expected, atol=1e-5)
+
+
+def test_plots_of_real_outputs(models, tmp_path):
+    target, context = models
+    lfc = scs.tl.homologous_lfc(target, context, "cell_type", "cell_type", n_samples=200, progress_bar=False)
+    axes = scs.pl.lfc(lfc, n_top=3, show=False)
+    assert len(axes) == len(TYPES)
+    axes = scs.pl.lfc_comparison(lfc, scs.tl.data_lfc(target, context, "cell_type", "cell_type"), show=False)
+    assert all("Spearman r" in ax.get_title() for ax in axes)
+    sim = scs.tl.celltype_similarity(target, context, "cell_type", "cell_type", 20, 5, progress_bar=False)
+    ax = scs.pl.celltype_similarity(sim, show=False)
+    assert sum(t.get_text() == "1" for t in ax.texts) == len(sim)
+    context.adata.obsm["X_umap"] = context.get_latent_representation()[:, :2]
+    target.adata.obsm["X_umap"] = target.get_latent_representation()[:, :2]
+    near = scs.tl.similar_cells(target, context, 0)
+    ax = scs.pl.similarity(
+        context.adata, target.adata, near, 0, labels_key="cell_type", save=tmp_path / "s.png", show=False
+    )
+    assert len(ax.collections[2].get_offsets()) == context.adata.n_obs
+    fig = scs.pl.history(target, return_fig=True)
+    assert any(ax.get_title() == "alignment" for ax in fig.axes)
+    plt.close("all")
