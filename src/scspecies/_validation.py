@@ -1,0 +1,148 @@
+"""Shared input checks: each raises early with a message that names the offending key or value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+__all__ = ["check_counts", "check_obs_key", "check_unique_var_names", "get_matrix"]
+
+
+def get_matrix(adata: AnnData, layer: str | None = None):
+    """Return ``adata.X`` or ``adata.layers[layer]``.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix.
+    layer
+        Layer name; ``None`` for ``X``.
+
+    Returns
+    -------
+    The matrix (dense or sparse), not copied.
+
+    Examples
+    --------
+    >>> X = get_matrix(adata, layer="counts")  # doctest: +SKIP
+    """
+    if layer is None:
+        if adata.X is None:
+            raise ValueError("adata.X is empty: pass the layer that holds the counts with `layer=`.")
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(f"layer {layer!r} not found in adata.layers (available: {list(adata.layers)}).")
+    return adata.layers[layer]
+
+
+def _stored_values(X) -> np.ndarray:
+    if sparse.issparse(X):
+        return np.asarray(X.data)
+    return np.asarray(X).ravel()
+
+
+def check_counts(adata: AnnData, layer: str | None = None, name: str = "adata") -> None:
+    """Check that a matrix holds raw counts: finite, non-negative integers.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix.
+    layer
+        Layer that holds the counts; ``None`` for ``X``.
+    name
+        How the object is called in error messages.
+
+    Raises
+    ------
+    ValueError
+        On NaN or infinite values, negative values or non-integer values, naming the first offending cell
+        and gene.
+
+    Examples
+    --------
+    >>> check_counts(adata)  # doctest: +SKIP
+    """
+    X = get_matrix(adata, layer)
+    where = f"{name}.X" if layer is None else f"{name}.layers[{layer!r}]"
+    values = _stored_values(X)
+    if values.size == 0:
+        return
+    if not np.issubdtype(values.dtype, np.number):
+        raise ValueError(f"{where} has non-numeric dtype {values.dtype}: raw counts are expected.")
+    problems = (
+        (~np.isfinite(values), "NaN or infinite values"),
+        (values < 0, "negative values"),
+        (values != np.round(values), "non-integer values (log-normalised data?)"),
+    )
+    for mask, what in problems:
+        if mask.any():
+            cell, gene = _locate(X, int(np.flatnonzero(mask)[0]))
+            raise ValueError(
+                f"{where} contains {what}, e.g. {values[mask][0]!r} for cell {adata.obs_names[cell]!r}, "
+                f"gene {adata.var_names[gene]!r}: raw integer counts are expected."
+            )
+
+
+def _locate(X, flat_index: int) -> tuple[int, int]:
+    """Row and column of the ``flat_index``-th stored value."""
+    if sparse.issparse(X):
+        X = sparse.csr_matrix(X) if not sparse.isspmatrix_csr(X) else X
+        row = int(np.searchsorted(X.indptr, flat_index, side="right") - 1)
+        return row, int(X.indices[flat_index])
+    return divmod(flat_index, X.shape[1])
+
+
+def check_obs_key(adata: AnnData, key: str, name: str = "adata", allow_nan: bool = False) -> pd.Series:
+    """Check that ``adata.obs`` has column ``key`` and return it.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix.
+    key
+        Column of ``adata.obs``.
+    name
+        How the object is called in error messages.
+    allow_nan
+        Whether missing values are accepted.
+
+    Returns
+    -------
+    The column.
+
+    Examples
+    --------
+    >>> labels = check_obs_key(adata, "cell_type")  # doctest: +SKIP
+    """
+    if key not in adata.obs.columns:
+        raise KeyError(f"{key!r} not found in {name}.obs (columns: {list(adata.obs.columns)}).")
+    column = adata.obs[key]
+    if not allow_nan and column.isna().any():
+        raise ValueError(f"{name}.obs[{key!r}] has {int(column.isna().sum())} missing values.")
+    return column
+
+
+def check_unique_var_names(adata: AnnData, name: str = "adata") -> None:
+    """Check that ``adata.var_names`` are unique.
+
+    Parameters
+    ----------
+    adata
+        Annotated data matrix.
+    name
+        How the object is called in error messages.
+
+    Examples
+    --------
+    >>> check_unique_var_names(adata)  # doctest: +SKIP
+    """
+    index = adata.var_names
+    if not index.is_unique:
+        dups = index[index.duplicated()].unique()[:5].tolist()
+        raise ValueError(
+            f"{name}.var_names contains duplicates, e.g. {dups}: make them unique first "
+            "(adata.var_names_make_unique())."
+        )
