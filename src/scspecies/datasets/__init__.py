@@ -1,5 +1,7 @@
 """Datasets: the embedded pancreas demo and real downloads (GEO, Zenodo) through pooch."""
 
+from ._fetch import cache_dir
+from ._liver import liver, liver_url
 from ._pancreas import pancreas, read_gse84133
 
-__all__ = ["pancreas", "read_gse84133"]
+__all__ = ["cache_dir", "liver", "liver_url", "pancreas", "read_gse84133"]

@@ -2,5 +2,6 @@
 
 from ._homology import homology_neighbors, shared_genes
 from ._orthologs import ortholog_table, translate_genes
+from ._prepare import prepare
 
-__all__ = ["homology_neighbors", "ortholog_table", "shared_genes", "translate_genes"]
+__all__ = ["homology_neighbors", "ortholog_table", "prepare", "shared_genes", "translate_genes"]
