@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from scspecies.tl._scice_core import (
+    bootstrap_ic,
+    canonical_labels,
+    effective_cluster_count,
+    inconsistency,
+    labeling_ic,
+    merge_small_clusters,
+    partition_similarity,
+    representative_labeling,
+    similarity_matrix,
+)
+
+
+def brute_force_ecs(a, b):
+    """Element-centric similarity from its definition: 1 - L1/2 between per-cell cluster-affinity vectors."""
+    n = a.size
+    total = 0.0
+    for i in range(n):
+        pa = (a == a[i]) / np.sum(a == a[i])
+        pb = (b == b[i]) / np.sum(b == b[i])
+        total += 1.0 - 0.5 * np.abs(pa - pb).sum()
+    return total / n
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_closed_form_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 80))
+    a = rng.integers(0, rng.integers(1, 10), n)
+    b = rng.integers(0, rng.integers(1, 10), n)
+    assert partition_similarity(a, b) == pytest.approx(brute_force_ecs(a, b), abs=1e-12)
+
+
+def test_similarity_sparse_contingency_path():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 60, 100)  # 60 x 60 table > 4 n + 1024 cells: np.unique path
+    b = rng.integers(0, 60, 100)
+    assert partition_similarity(a, b) == pytest.approx(brute_force_ecs(a, b), abs=1e-12)
+    big = rng.integers(0, 3000, 200)
+    assert partition_similarity(big, big[::-1]) == pytest.approx(brute_force_ecs(big, big[::-1]), abs=1e-12)
+
+
+def test_similarity_is_label_invariant_and_symmetric():
+    a = np.array([0, 0, 1, 1, 2, 2, 2])
+    b = np.array([3, 3, 3, 1, 1, 0, 0])
+    assert partition_similarity(a, 5 - a) == 1.0
+    assert partition_similarity(a, b) == pytest.approx(partition_similarity(b, a))
+    assert 0 < partition_similarity(a, b) < 1
+    with pytest.raises(ValueError, match="equal length"):
+        partition_similarity(a, b[:3])
+
+
+def test_ic_is_one_for_identical_labelings_and_above_otherwise():
+    base = np.repeat(np.arange(4), 10)
+    same = np.stack([base, (base + 1) % 4, base[::-1] * 0 + base])  # relabelled copies
+    assert labeling_ic(same)[0] == 1.0
+    other = base.copy()
+    other[:5] = 3
+    ic, unique, inverse, sim = labeling_ic(np.stack([base, base, other]))
+    assert ic > 1.0
+    assert unique.shape[0] == 2
+    assert sorted(np.bincount(inverse).tolist()) == [1, 2]
+    # closed form with p = (2/3, 1/3)
+    s = partition_similarity(base, other)
+    p = np.bincount(inverse) / 3
+    assert ic == pytest.approx(1.0 / (p @ np.array([[1, s], [s, 1]]) @ p))
+
+
+def test_bootstrap_reuses_similarity_and_matches_direct_ic():
+    rng = np.random.default_rng(1)
+    labelings = np.stack([rng.integers(0, 3, 50) for _ in range(4)] + [np.zeros(50, dtype=int)] * 4)
+    ic, unique, inverse, sim = labeling_ic(labelings)
+    boot = bootstrap_ic(inverse, sim, 30, np.random.default_rng(0))
+    assert boot.shape == (30,)
+    draws = np.random.default_rng(0).integers(0, inverse.size, size=(30, inverse.size))
+    direct = [labeling_ic(labelings[d])[0] for d in draws]
+    np.testing.assert_allclose(boot, direct, rtol=1e-10)
+    assert float(inconsistency(np.bincount(inverse), sim)) == pytest.approx(ic)
+
+
+def test_representative_and_canonical():
+    assert canonical_labels(np.array([7, 7, 3, 9, 3])).tolist() == [0, 0, 1, 2, 1]
+    unique = np.array([[0, 0, 0, 1], [0, 0, 1, 1], [0, 1, 1, 1]])
+    chosen = representative_labeling(unique, np.array([0, 1, 2]), similarity_matrix(unique))
+    assert chosen.tolist() == [0, 0, 1, 1]
+
+
+def test_effective_count_and_merge_small_clusters():
+    # path 0-1-2-3-4-5 plus isolated vertex 6
+    edges = [(0, 1, 1.0), (1, 2, 1.0), (2, 3, 0.2), (3, 4, 1.0), (4, 5, 1.0)]
+    rows, cols, w = zip(*edges, strict=True)
+    adj = sp.coo_matrix((w, (rows, cols)), shape=(7, 7))
+    adj = (adj + adj.T).tocsr()
+    labels = np.array([0, 0, 1, 2, 2, 2, 3])  # cluster 1 (vertex 2) and 3 (isolated vertex 6) are small
+    assert effective_cluster_count(labels, 2) == 2
+    merged = merge_small_clusters(labels, adj, 2)
+    assert merged[2] == merged[0]  # joined the neighbour with most edge weight (1.0 vs 0.2)
+    assert merged[6] not in merged[:6]  # no edges: stays on its own
+    assert merged.tolist() == [0, 0, 0, 1, 1, 1, 2]  # numbered by decreasing size (ties: first seen)
