@@ -1,0 +1,154 @@
+import anndata as ad
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+import scspecies as scs
+
+FAST = {"n_trials": 5, "n_bootstrap": 20, "max_iterations": 20, "n_iterations": 5, "progress_bar": False}
+
+
+def planted_partition(n_blocks=4, size=40, p_in=0.5, p_out=0.01, seed=0):
+    """Stochastic block model with weighted edges (the planted partition is the blocks)."""
+    rng = np.random.default_rng(seed)
+    block = np.repeat(np.arange(n_blocks), size)
+    prob = np.where(block[:, None] == block[None, :], p_in, p_out)
+    upper = np.triu(rng.random(prob.shape) < prob, k=1) * rng.uniform(0.5, 1.0, prob.shape)
+    adj = sp.coo_matrix(upper)
+    adata = ad.AnnData(np.zeros((block.size, 1), dtype=np.float32))
+    adata.obs_names = [f"cell{i}" for i in range(adata.n_obs)]
+    adata.obsp["connectivities"] = (adj + adj.T).tocsr()
+    adata.obs["block"] = np.repeat(np.arange(n_blocks), size).astype(str)
+    return adata
+
+
+@pytest.fixture(scope="module")
+def planted():
+    adata = planted_partition()
+    scs.tl.scice(adata, cluster_range=range(2, 7), **FAST)
+    return adata
+
+
+def test_planted_partition_is_consistent_at_planted_k(planted):
+    res = planted.uns["scice"]
+    assert res["analysis_mode"] == "cluster_range"
+    assert 4 in res["consistent_clusters"]
+    i = list(res["n_cluster"]).index(4)
+    assert res["ic"][i] == pytest.approx(1.0)
+    assert res["ic_vec"].shape == (len(res["n_cluster"]), 20)
+    assert res["best_labels"].shape == (len(res["n_cluster"]), planted.n_obs)
+    labels = res["best_labels"][i]
+    crosstab = pd.crosstab(labels, planted.obs["block"].to_numpy())
+    assert (crosstab.to_numpy() > 0).sum() == 4  # each planted block is one cluster
+    assert res["best_cluster"] == 4
+    assert res["best_resolution"] == res["gamma"][i] > 0
+    diag = res["target_diagnostics"]
+    assert diag["target"].tolist() == [2, 3, 4, 5, 6]
+    assert set(diag["status"]) <= {"kept", "removed", "not_found", "duplicate"}
+    assert res["params"]["beta_applied"] is True
+    assert list(res["resolution_search_diagnostics"].columns) == ["gamma", "median_cluster_count"]
+
+
+def test_seed_reproducible_and_independent_of_jobs(planted):
+    again = planted_partition()
+    scs.tl.scice(again, cluster_range=range(2, 7), **FAST)
+    a, b = planted.uns["scice"], again.uns["scice"]
+    for key in ("n_cluster", "gamma", "ic", "ic_vec", "best_labels"):
+        np.testing.assert_array_equal(a[key], b[key])
+    other = scs.tl.scice(planted_partition(), cluster_range=[4], random_state=1, copy=True, **FAST)
+    assert 4 in other.uns["scice"]["n_cluster"]
+
+
+def test_h5ad_round_trip(planted, tmp_path):
+    path = tmp_path / "scice.h5ad"
+    planted.write_h5ad(path)
+    back = ad.read_h5ad(path)
+    a, b = planted.uns["scice"], back.uns["scice"]
+    assert set(a) == set(b)
+    for key in ("n_cluster", "gamma", "ic", "ic_vec", "best_labels", "consistent_clusters"):
+        np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
+    assert b["best_cluster"] == a["best_cluster"]
+    pd.testing.assert_frame_equal(a["target_diagnostics"], b["target_diagnostics"], check_dtype=False)
+    frame = scs.tl.scice_labels(back, inplace=False)
+    assert list(frame.columns) == [f"scice_k_{k}" for k in a["n_cluster"][a["ic"] <= 1.005]]
+
+
+def test_scice_labels(planted):
+    adata = planted.copy()
+    assert scs.tl.scice_labels(adata, threshold=1.005) is None
+    assert isinstance(adata.obs["scice_k_4"].dtype, pd.CategoricalDtype)
+    assert adata.obs["scice_k_4"].nunique() == 4
+    frame = scs.tl.scice_labels(adata, threshold=np.inf, key_added="robust", inplace=False)
+    assert len(frame.columns) == len(adata.uns["scice"]["n_cluster"])
+    assert frame.index.equals(adata.obs_names)
+    with pytest.raises(KeyError, match="nothere"):
+        scs.tl.scice_labels(adata, key="nothere")
+
+
+def test_manual_resolution_mode_deduplicates():
+    adata = planted_partition()
+    gamma = 0.1
+    scs.tl.scice(adata, resolution=[gamma, gamma, 0.3], **FAST)
+    res = adata.uns["scice"]
+    assert res["analysis_mode"] == "resolution"
+    assert res["resolution_input"].tolist() == [0.1, 0.3]
+    assert (res["source_target_cluster"] == -1).all()
+    assert len(set(res["n_cluster"])) == len(res["n_cluster"])
+
+
+def test_plot_renders_with_content(planted):
+    ax = scs.pl.scice(planted, threshold=1.005, show=False)
+    res = planted.uns["scice"]
+    n = len(res["n_cluster"])
+    assert len(ax.patches) == n  # one box per result
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(k) for k in res["n_cluster"]]
+    lines = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert any(np.allclose(line.get_ydata(), 1.005) for line in lines)
+    texts = [t.get_text() for t in ax.texts]
+    assert len(texts) == n and all(t.startswith("γ=") for t in texts)
+    assert ax.get_ylabel().startswith("inconsistency")
+    fig = scs.pl.scice(planted, show_gamma=False, return_fig=True, show=False)
+    assert isinstance(fig, plt.Figure) and not fig.axes[0].texts
+    plt.close("all")
+
+
+def test_bad_input():
+    adata = planted_partition(n_blocks=2, size=10)
+    with pytest.raises(KeyError, match="distances"):
+        scs.tl.scice(adata, graph_key="distances")
+    with pytest.raises(ValueError, match="empty"):
+        scs.tl.scice(adata, cluster_range=[])
+    with pytest.raises(ValueError, match="21"):
+        scs.tl.scice(adata, cluster_range=[2, 21])
+    with pytest.raises(ValueError, match=r"-0\.5"):
+        scs.tl.scice(adata, resolution=[0.1, -0.5])
+    with pytest.raises(ValueError, match="either"):
+        scs.tl.scice(adata, cluster_range=[2], resolution=[0.1])
+    with pytest.raises(ValueError, match="objective_function"):
+        scs.tl.scice(adata, objective_function="RB")
+    upper = sp.triu(adata.obsp["connectivities"]).tocsr()
+    adata.obsp["directed"] = upper
+    with pytest.raises(ValueError, match="not symmetric"):
+        scs.tl.scice(adata, graph_key="directed")
+    from scspecies.tl._scice import check_graph
+
+    with pytest.raises(ValueError, match="square"):
+        check_graph(sp.csr_matrix((3, 4)))
+
+
+def test_dask_backend(planted):
+    pytest.importorskip("dask.distributed")
+    import joblib
+    from dask.distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster,
+        Client(cluster),
+        joblib.parallel_config(backend="dask"),
+    ):
+        adata = planted_partition()
+        scs.tl.scice(adata, cluster_range=range(2, 7), n_jobs=2, **FAST)
+    for key in ("n_cluster", "ic", "best_labels"):
+        np.testing.assert_array_equal(adata.uns["scice"][key], planted.uns["scice"][key])
