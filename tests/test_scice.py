@@ -152,3 +152,25 @@ def test_dask_backend(planted):
         scs.tl.scice(adata, cluster_range=range(2, 7), n_jobs=2, **FAST)
     for key in ("n_cluster", "ic", "best_labels"):
         np.testing.assert_array_equal(adata.uns["scice"][key], planted.uns["scice"][key])
+
+
+def test_cli_reads_graph_and_writes_only_uns(tmp_path):
+    from scspecies.cli.main import main
+
+    adata = planted_partition()
+    adata.X = np.ones(adata.shape, dtype=np.float32)
+    path = tmp_path / "in.h5ad"
+    adata.write_h5ad(path)
+    out = tmp_path / "out.h5ad"
+    args = [str(path), "--cluster-range", "3", "5", "--n-trials", "5", "--n-bootstrap", "10"]
+    assert main(["scice", *args, "--max-iterations", "20", "--output", str(out), "--quiet"]) == 0
+    assert "scice" not in ad.read_h5ad(path).uns  # input untouched with --output
+    back = ad.read_h5ad(out)
+    assert back.uns["scice"]["cluster_range_tested"].tolist() == [3, 4, 5]
+    assert 4 in back.uns["scice"]["consistent_clusters"]
+    np.testing.assert_array_equal(back.X, adata.X)
+    assert (back.obs["block"] == adata.obs["block"]).all()
+    assert main(["scice", str(path), "--resolution", "0.1", "--n-trials", "3", "--quiet"]) == 0
+    assert ad.read_h5ad(path).uns["scice"]["analysis_mode"] == "resolution"
+    with pytest.raises(KeyError, match="nope"):
+        main(["scice", str(path), "--graph-key", "nope", "--resolution", "0.1"])

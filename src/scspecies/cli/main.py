@@ -8,7 +8,7 @@ import sys
 
 #: Modules of :mod:`scspecies.cli` that each provide ``register(subparsers)``;
 #: ``register`` adds a sub-parser and sets its ``func`` default to a callable taking the parsed args.
-COMMANDS: tuple[str, ...] = ("demo", "align")
+COMMANDS: tuple[str, ...] = ("demo", "align", "scice")
 
 
 def build_parser() -> argparse.ArgumentParser:
