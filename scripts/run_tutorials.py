@@ -36,8 +36,17 @@ def execute(path: Path, timeout: int) -> float:
     """Execute ``path`` in place; return the time it took in seconds."""
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
+
+    def report(cell, cell_index, **kwargs):
+        if cell.cell_type == "code":
+            print(f"  cell {cell_index:>3} done at {time.perf_counter() - start:6.0f} s", flush=True)
+
     NotebookClient(
-        notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(TUTORIALS)}}
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(TUTORIALS)}},
+        on_cell_executed=report,
     ).execute()
     nbformat.write(notebook, path)
     return time.perf_counter() - start
