@@ -15,7 +15,9 @@ __all__ = ["homology_neighbors", "shared_genes"]
 METRICS = ("cosine", "euclidean")
 METHODS = ("auto", "exact", "pynndescent")
 #: ``method="auto"`` uses the exact search while n_target * n_context stays below this
-EXACT_MAX_PAIRS = 25_000**2
+EXACT_MAX_PAIRS = 10_000**2
+#: cells used to fit the truncated SVD of the approximate search
+SVD_FIT_CELLS = 20_000
 
 
 def shared_genes(
@@ -101,14 +103,25 @@ def _exact(T, C, k: int, metric: str, batch_size: int, progress_bar: bool):
     return idx, dist
 
 
-def _approximate(T, C, k: int, metric: str, random_state: int, progress_bar: bool):
-    """Approximate k nearest context rows with pynndescent (index on context, queried with target)."""
-    import pynndescent
+def _approximate(T, C, k: int, metric: str, n_components: int, random_state: int, progress_bar: bool):
+    """Approximate k nearest context rows: joint truncated SVD, then a pynndescent index on the context.
 
+    The SVD is fitted on at most ``SVD_FIT_CELLS`` cells drawn from both sides; distances are those of the
+    reduced space (cosine or euclidean).
+    """
+    import pynndescent
+    from sklearn.decomposition import TruncatedSVD
+
+    rng = np.random.default_rng(random_state)
+    both = sparse.vstack([T, C]).tocsr()
+    fit_rows = rng.choice(both.shape[0], size=min(both.shape[0], SVD_FIT_CELLS), replace=False)
+    n_components = max(2, min(n_components, both.shape[1] - 1))
+    svd = TruncatedSVD(n_components, n_iter=3, random_state=random_state).fit(both[np.sort(fit_rows)])
+    Zt, Zc = (svd.transform(M).astype(np.float32) for M in (T, C))
     index = pynndescent.NNDescent(
-        C, metric=metric, n_neighbors=30, random_state=random_state, low_memory=True, verbose=progress_bar
+        Zc, metric=metric, n_neighbors=30, random_state=random_state, low_memory=True, verbose=progress_bar
     )
-    idx, dist = index.query(T, k=k, epsilon=0.1)
+    idx, dist = index.query(Zt, k=k, epsilon=0.1)
     return idx.astype(np.int64), dist.astype(np.float32)
 
 
@@ -125,11 +138,12 @@ def _majority_vote(codes: np.ndarray, n_categories: int) -> tuple[np.ndarray, np
     return winner, counts[np.arange(n), winner] / v
 
 
-def _top_percent(agreement: np.ndarray) -> np.ndarray:
-    """Percentage of cells whose agreement is at least as high as each cell's (small = trusted)."""
-    ranked = np.sort(agreement)
-    n_at_least = len(agreement) - np.searchsorted(ranked, agreement, side="left")
-    return 100.0 * n_at_least / len(agreement)
+def _top_percent(agreement: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+    """Rank of each cell by agreement (ties: higher similarity first) as a percentage in (0, 100]."""
+    order = np.lexsort((-similarity, -agreement))
+    top = np.empty(len(agreement), dtype=np.float64)
+    top[order] = 100.0 * np.arange(1, len(agreement) + 1) / len(agreement)
+    return top
 
 
 def homology_neighbors(
@@ -144,6 +158,7 @@ def homology_neighbors(
     method: str = "auto",
     layer: str | None = None,
     batch_size: int = 1024,
+    n_components: int = 50,
     random_state: int = 0,
     progress_bar: bool = False,
     copy: bool = False,
@@ -175,15 +190,19 @@ def homology_neighbors(
     key_added
         Prefix of the keys written.
     method
-        ``"exact"``: brute force (chunked dense products of blocks of cells, BLAS); ``"pynndescent"``:
-        approximate search (index on the context, queried with the target; fast for large data);
-        ``"auto"``: exact while ``n_target * n_context <= 25,000**2``, else pynndescent.
+        ``"exact"``: brute force on the genes (chunked dense products of blocks of cells, BLAS);
+        ``"pynndescent"``: approximate search for large data: the unit-scaled log1p counts of both species
+        are projected on a joint truncated SVD (``n_components``, fitted on up to 20,000 cells) and a
+        pynndescent index of the context is queried with the target (distances are those of the reduced
+        space); ``"auto"``: exact while ``n_target * n_context <= 10,000**2``, else pynndescent.
     layer
         Layer holding the counts (in both objects); ``None`` for ``X``.
     batch_size
         Target cells per block of the exact search (memory ~ ``batch_size * n_context * 4`` bytes).
+    n_components
+        Dimensions of the reduced space of ``method="pynndescent"``.
     random_state
-        Seed of pynndescent.
+        Seed of the SVD and of pynndescent.
     progress_bar
         Show progress.
     copy
@@ -200,6 +219,9 @@ def homology_neighbors(
       1 / (1 + distance)).
     - ``obs[f"{key_added}_top_percent"]``: percentage of target cells whose agreement is at least as
       high as this cell's, in (0, 100]; small = trusted (the model aligns cells with top_percent <= 20).
+      Cells of equal agreement (many cells have all ``n_vote`` neighbours of one label) are ranked by the
+      mean similarity of their first ``n_vote`` neighbours, so ``top_percent`` is a rank: the 20 % most
+      trusted cells have ``top_percent <= 20``.
     - with labels, ``obs[f"{key_added}_{labels_key}"]``: majority-vote label (ties: the closest label).
     - ``uns[key_added]``: the parameters, ``context_n_obs``, ``target_genes`` and ``context_genes`` (the
       matching var names used, same order) and ``labels_key`` (``""`` when none).
@@ -216,14 +238,14 @@ def homology_neighbors(
         raise ValueError(f"unknown metric {metric!r}: use one of {METRICS}.")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: use one of {METHODS}.")
+    labels = None if labels_key is None else check_obs_key(context, labels_key, "context").astype("category")
+    t_idx, c_idx = shared_genes(target, context, ortholog_key)
     if not 1 <= n_vote <= n_neighbors:
         raise ValueError(f"need 1 <= n_vote <= n_neighbors, got n_vote={n_vote}, n_neighbors={n_neighbors}.")
     if n_neighbors > context.n_obs:
         raise ValueError(f"n_neighbors={n_neighbors} exceeds the {context.n_obs} context cells.")
-    labels = None if labels_key is None else check_obs_key(context, labels_key, "context").astype("category")
     check_counts(target, layer, "target")
     check_counts(context, layer, "context")
-    t_idx, c_idx = shared_genes(target, context, ortholog_key)
 
     T = _log1p_rows(get_matrix(target, layer), t_idx, metric)
     C = _log1p_rows(get_matrix(context, layer), c_idx, metric)
@@ -232,15 +254,15 @@ def homology_neighbors(
     if method == "exact":
         idx, dist = _exact(T, C, n_neighbors, metric, batch_size, progress_bar)
     else:
-        idx, dist = _approximate(T, C, n_neighbors, metric, random_state, progress_bar)
+        idx, dist = _approximate(T, C, n_neighbors, metric, n_components, random_state, progress_bar)
 
     target = target.copy() if copy else target
     target.obsm[f"{key_added}_neighbors"] = idx
     target.obsm[f"{key_added}_distances"] = dist
-    if labels is None:
-        near = dist[:, :n_vote]
-        agreement = (1.0 - near if metric == "cosine" else 1.0 / (1.0 + near)).mean(axis=1)
-    else:
+    near = dist[:, :n_vote]
+    similarity = (1.0 - near if metric == "cosine" else 1.0 / (1.0 + near)).mean(axis=1)
+    agreement = similarity
+    if labels is not None:
         winner, agreement = _majority_vote(
             labels.cat.codes.to_numpy()[idx[:, :n_vote]], len(labels.cat.categories)
         )
@@ -249,7 +271,7 @@ def homology_neighbors(
         )
     agreement = np.clip(agreement.astype(np.float64), 0.0, 1.0)
     target.obs[f"{key_added}_agreement"] = agreement
-    target.obs[f"{key_added}_top_percent"] = _top_percent(agreement)
+    target.obs[f"{key_added}_top_percent"] = _top_percent(agreement, similarity)
     target.uns[key_added] = {
         "n_neighbors": n_neighbors,
         "n_vote": n_vote,

@@ -1,0 +1,159 @@
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.neighbors import NearestNeighbors
+
+import scspecies as scs
+
+LABELS = "cell_ontology_class"
+
+
+def _pair(n_target=60, n_context=80, n_genes=40, seed=0):
+    """Two species sharing genes g0..g29 as G0..G29; context labels follow a block structure."""
+    rng = np.random.default_rng(seed)
+    profiles = rng.gamma(0.5, 4.0, size=(3, n_genes))
+
+    def sample(n):
+        kind = rng.integers(0, 3, size=n)
+        return sparse.csr_matrix(rng.poisson(profiles[kind]).astype(np.float32)), kind
+
+    Xt, kt = sample(n_target)
+    Xc, kc = sample(n_context)
+    target = ad.AnnData(
+        Xt, obs=pd.DataFrame({"kind": kt.astype(str)}, index=[f"t{i}" for i in range(n_target)])
+    )
+    target.var_names = [f"g{j}" for j in range(n_genes)]
+    target.var["ortholog"] = [f"G{j}" if j < 30 else None for j in range(n_genes)]
+    context = ad.AnnData(
+        Xc, obs=pd.DataFrame({"kind": kc.astype(str)}, index=[f"c{i}" for i in range(n_context)])
+    )
+    context.var_names = [f"G{j}" for j in range(n_genes)]
+    return target, context
+
+
+def test_outputs_match_contract_and_sklearn():
+    target, context = _pair()
+    scs.pp.homology_neighbors(target, context, labels_key="kind", n_neighbors=20, n_vote=5)
+    idx, dist = target.obsm["homology_neighbors"], target.obsm["homology_distances"]
+    assert idx.dtype == np.int64 and idx.shape == (60, 20)
+    assert dist.dtype == np.float32 and dist.shape == (60, 20)
+    assert (np.diff(dist, axis=1) >= -1e-6).all()  # closest first
+    # same neighbours as a brute-force cosine search on log1p counts of the 30 shared genes
+    T = np.log1p(target.X[:, :30].toarray())
+    C = np.log1p(context.X[:, :30].toarray())
+    d_ref, i_ref = NearestNeighbors(n_neighbors=20, metric="cosine").fit(C).kneighbors(T)
+    np.testing.assert_allclose(dist, d_ref, atol=1e-5)
+    assert (idx[:, 0] == i_ref[:, 0]).mean() > 0.95
+    # the vote recovers the generating profile
+    assert (target.obs["homology_kind"].astype(str) == target.obs["kind"]).mean() > 0.9
+    assert isinstance(target.obs["homology_kind"].dtype, pd.CategoricalDtype)
+    agreement = target.obs["homology_agreement"].to_numpy()
+    assert ((agreement >= 0) & (agreement <= 1)).all()
+    top = target.obs["homology_top_percent"].to_numpy()
+    assert ((top > 0) & (top <= 100)).all()
+    # top_percent: rank by agreement (ties: closer neighbours first) as a percentage
+    np.testing.assert_allclose(np.sort(top), 100 * np.arange(1, 61) / 60)
+    order = np.argsort(top)
+    assert (np.diff(agreement[order]) <= 0).all()
+    assert (top >= [100 * np.mean(agreement > a) for a in agreement]).all()
+    info = target.uns["homology"]
+    assert info["target_genes"] == [f"g{j}" for j in range(30)]
+    assert info["context_genes"] == [f"G{j}" for j in range(30)]
+    assert info["context_n_obs"] == 80 and info["labels_key"] == "kind" and info["method"] == "exact"
+
+
+def test_agreement_without_labels_and_copy():
+    target, context = _pair()
+    out = scs.pp.homology_neighbors(target, context, n_neighbors=10, n_vote=4, copy=True)
+    assert "homology_neighbors" not in target.obsm
+    sim = 1 - out.obsm["homology_distances"][:, :4].mean(axis=1)
+    np.testing.assert_allclose(out.obs["homology_agreement"], sim, rtol=1e-5)
+    assert out.uns["homology"]["labels_key"] == ""
+    euclid = scs.pp.homology_neighbors(
+        target, context, n_neighbors=10, n_vote=4, metric="euclidean", key_added="e", copy=True
+    )
+    T = np.log1p(target.X[:, :30].toarray())
+    C = np.log1p(context.X[:, :30].toarray())
+    d_ref, _ = NearestNeighbors(n_neighbors=10).fit(C).kneighbors(T)
+    np.testing.assert_allclose(euclid.obsm["e_distances"], d_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_majority_vote_ties_go_to_the_closest_label():
+    from scspecies.pp._homology import _majority_vote
+
+    codes = np.array([[1, 0, 0, 1], [2, 2, 0, 1], [0, 1, 2, 3]])
+    winner, share = _majority_vote(codes, 4)
+    assert winner.tolist() == [1, 2, 0]
+    np.testing.assert_allclose(share, [0.5, 0.5, 0.25])
+
+
+def test_errors_name_the_problem():
+    target, context = _pair()
+    with pytest.raises(KeyError, match="translate_genes"):
+        scs.pp.homology_neighbors(target, context, ortholog_key="missing")
+    with pytest.raises(KeyError, match="'cell_type' not found in context.obs"):
+        scs.pp.homology_neighbors(target, context, labels_key="cell_type", n_neighbors=5)
+    with pytest.raises(ValueError, match="n_vote"):
+        scs.pp.homology_neighbors(target, context, n_neighbors=5, n_vote=10)
+    with pytest.raises(ValueError, match="exceeds the 80 context cells"):
+        scs.pp.homology_neighbors(target, context, n_neighbors=100)
+    bad = target.copy()
+    bad.var["ortholog"] = [f"X{j}" for j in range(bad.n_vars)]
+    with pytest.raises(ValueError, match="share no homologous genes"):
+        scs.pp.homology_neighbors(bad, context, n_neighbors=5, n_vote=5)
+    logged = context.copy()
+    logged.X = logged.X.copy()
+    logged.X.data = np.log1p(logged.X.data)
+    with pytest.raises(ValueError, match=r"context.X contains non-integer"):
+        scs.pp.homology_neighbors(target, logged, n_neighbors=5, n_vote=5)
+
+
+def _balanced_accuracy(target, context):
+    shared = target.obs[LABELS].isin(context.obs[LABELS].unique())
+    truth = target.obs.loc[shared, LABELS].astype(str)
+    return balanced_accuracy_score(truth, target.obs.loc[shared, f"homology_{LABELS}"].astype(str))
+
+
+def test_label_vote_on_demo_data():
+    human, mouse = scs.datasets.pancreas("human"), scs.datasets.pancreas("mouse")
+    scs.pp.translate_genes(human, "human", "mouse", policy="one2one")
+    scs.pp.homology_neighbors(human, mouse, labels_key=LABELS)
+    assert len(human.uns["homology"]["target_genes"]) > 3000
+    assert _balanced_accuracy(human, mouse) > 0.7
+    beta = human.obs[LABELS] == "type B pancreatic cell"
+    assert (human.obs.loc[beta, f"homology_{LABELS}"] == "type B pancreatic cell").mean() > 0.75
+    # trusted cells (top 20 %) agree more often with their true label than the rest
+    trusted = human.obs["homology_top_percent"] <= 20
+    assert 0.19 < trusted.mean() <= 0.2
+    correct = human.obs[f"homology_{LABELS}"].astype(str) == human.obs[LABELS].astype(str)
+    assert correct[trusted].mean() > correct[~trusted].mean()
+
+
+def test_label_vote_on_full_baron_pair(shared_data):
+    """Mouse context, human target, 1:1 orthologs, cosine on log1p counts, 250 neighbours, vote of 25."""
+    human = ad.read_h5ad(shared_data / "baron_human_counts.h5ad")
+    mouse = ad.read_h5ad(shared_data / "baron_mouse_counts.h5ad")
+    for adata in (human, mouse):
+        scs.pp.prepare(adata, batch_key="donor", labels_key=LABELS, n_top_genes=2000)
+    scs.pp.translate_genes(human, "human", "mouse", policy="one2one")
+    scs.pp.homology_neighbors(human, mouse, labels_key=LABELS, n_neighbors=250, n_vote=25)
+    assert _balanced_accuracy(human, mouse) >= 0.8
+
+
+@pytest.mark.slow
+def test_pynndescent_method_close_to_exact():
+    human, mouse = scs.datasets.pancreas("human"), scs.datasets.pancreas("mouse")
+    human, mouse = human[::4].copy(), mouse[::3].copy()
+    scs.pp.translate_genes(human, "human", "mouse", policy="one2one")
+    exact = scs.pp.homology_neighbors(human, mouse, labels_key=LABELS, n_neighbors=50, copy=True)
+    approx = scs.pp.homology_neighbors(
+        human, mouse, labels_key=LABELS, n_neighbors=50, method="pynndescent", copy=True
+    )
+    assert approx.uns["homology"]["method"] == "pynndescent"
+    assert approx.obsm["homology_neighbors"].shape == (human.n_obs, 50)
+    agree = (approx.obs[f"homology_{LABELS}"] == exact.obs[f"homology_{LABELS}"]).mean()
+    assert agree > 0.85
+    assert _balanced_accuracy(approx, mouse) > 0.6
