@@ -14,8 +14,8 @@ __all__ = ["homology_neighbors", "shared_genes"]
 
 METRICS = ("cosine", "euclidean")
 METHODS = ("auto", "exact", "pynndescent")
-#: ``method="auto"`` uses the exact search while n_target * n_context stays below this
-EXACT_MAX_PAIRS = 10_000**2
+#: ``method="auto"`` uses the exact search while n_target * n_context * n_genes stays below this
+EXACT_MAX_WORK = 5e11
 #: cells used to fit the truncated SVD of the approximate search
 SVD_FIT_CELLS = 20_000
 
@@ -194,7 +194,8 @@ def homology_neighbors(
         ``"pynndescent"``: approximate search for large data: the unit-scaled log1p counts of both species
         are projected on a joint truncated SVD (``n_components``, fitted on up to 20,000 cells) and a
         pynndescent index of the context is queried with the target (distances are those of the reduced
-        space); ``"auto"``: exact while ``n_target * n_context <= 10,000**2``, else pynndescent.
+        space); ``"auto"``: exact while ``n_target * n_context * n_genes <= 5e11`` (e.g. 2k x 2k cells
+        on all genes, or 20k x 20k cells on 2,000 highly variable genes), else pynndescent.
     layer
         Layer holding the counts (in both objects); ``None`` for ``X``.
     batch_size
@@ -250,7 +251,8 @@ def homology_neighbors(
     T = _log1p_rows(get_matrix(target, layer), t_idx, metric)
     C = _log1p_rows(get_matrix(context, layer), c_idx, metric)
     if method == "auto":
-        method = "exact" if target.n_obs * context.n_obs <= EXACT_MAX_PAIRS else "pynndescent"
+        n_genes = int(((T.getnnz(axis=0) > 0) & (C.getnnz(axis=0) > 0)).sum())
+        method = "exact" if target.n_obs * context.n_obs * n_genes <= EXACT_MAX_WORK else "pynndescent"
     if method == "exact":
         idx, dist = _exact(T, C, n_neighbors, metric, batch_size, progress_bar)
     else:
