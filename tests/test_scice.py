@@ -174,3 +174,13 @@ def test_cli_reads_graph_and_writes_only_uns(tmp_path):
     assert ad.read_h5ad(path).uns["scice"]["analysis_mode"] == "resolution"
     with pytest.raises(KeyError, match="nope"):
         main(["scice", str(path), "--graph-key", "nope", "--resolution", "0.1"])
+
+
+def test_modularity_objective_and_copy():
+    adata = planted_partition()
+    out = scs.tl.scice(adata, cluster_range=[4], objective_function="modularity", copy=True, **FAST)
+    assert "scice" not in adata.uns  # copy=True leaves the input alone
+    res = out.uns["scice"]
+    assert res["n_cluster"].tolist() == [4]
+    assert res["ic"][0] == pytest.approx(1.0)
+    assert res["params"]["objective_function"] == "modularity"
