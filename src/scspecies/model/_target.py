@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ._base import SpeciesModelBase, check_counts
 from ._context import ContextModel
-from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, TargetVAE, count_log_likelihood
+from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, DecodedTable, TargetVAE
 from ._nn import DEFAULT_LAYER_ORDER
 from ._training import AlignmentTrainingPlan
 
@@ -361,8 +361,13 @@ class TargetModel(SpeciesModelBase):
         cand = torch.as_tensor(np.asarray(candidates, dtype=np.int64), device=device)
         k = cand.shape[1]
         use_table = use_table and table.shape[0] * module.n_input <= _TABLE_LIMIT
-        decoded: dict[int, tuple] = {}
+        decoded: dict[int, DecodedTable] = {}
+        per_row = module.dispersion == "gene-cell"
         step = max(1, _CHUNK_ELEMENTS // max(1, k * module.n_input))
+        # cells of one batch together, so that each sub-chunk reuses one decoded table
+        codes_all = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel()[indices]
+        perm = np.argsort(codes_all, kind="stable")
+        indices, cand = indices[perm], cand[torch.as_tensor(perm, device=device)]
         loader = self._make_data_loader(adata=self.adata, indices=indices, batch_size=batch_size or 256)
         out = torch.empty(len(indices), k)
         pos = 0
@@ -382,25 +387,14 @@ class TargetModel(SpeciesModelBase):
                     for code in torch.unique(b).tolist():
                         if code not in decoded:
                             codes = torch.full((table.shape[0],), code, device=device)
-                            decoded[code] = module.decoder(table, codes)
-                        rho, theta, zi = decoded[code]
+                            decoded[code] = DecodedTable(*module.decoder(table, codes), per_row_theta=per_row)
                         rows = b == code
-                        sel = idx[rows]
-                        theta_sel = (
-                            theta[sel]
-                            if module.dispersion == "gene-cell"
-                            else theta.reshape(-1, theta.shape[-1])[0]
-                        )
-                        ll[rows] = count_log_likelihood(
-                            x[rows][:, None, :],
-                            torch.exp(lib[rows])[:, None, None] * rho[sel],
-                            theta_sel,
-                            None if zi is None else zi[sel],
-                            theta_terms=module.dispersion == "gene-cell",
-                        )
+                        ll[rows] = decoded[code].log_likelihood(x[rows], lib[rows], idx[rows])
                 out[pos + s : pos + s + x.shape[0]] = (ll - own[s : s + step, None]).cpu()
             pos += x_all.shape[0]
-        return out.numpy()
+        result = np.empty(out.shape, dtype=np.float32)
+        result[perm] = out.numpy()
+        return result
 
     def likelihood_similarity(
         self,

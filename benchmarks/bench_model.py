@@ -1,0 +1,197 @@
+"""Benchmark of the cross-species model on the full Baron pancreas pair (mouse context, human target).
+
+4000 highly variable genes per species, 40 + 40 epochs, several seeds. Reports the balanced accuracy
+and accuracy over the cell types present in both species, per-type recall, the AUROC of the transfer
+confidence for separating human acinar cells (absent from the mouse data) from shared types, the
+training and label-transfer wall times, the time per 128-cell iteration and the peak memory
+(resident set size of this process, sampled every 50 ms).
+
+Usage: ``python benchmarks/bench_model.py [--seeds 0 1 2] [--epochs 40] [--data DIR]``; writes
+``benchmarks/results/model.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import psutil
+import scanpy as sc
+import torch
+from sklearn.metrics import roc_auc_score
+
+import scspecies as scs
+
+LABELS = "cell_ontology_class"
+NOVEL = "pancreatic acinar cell"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TARGETS = {
+    "balanced_accuracy_min": 0.93,
+    "accuracy_min": 0.97,
+    "acinar_auroc_min": 0.90,
+    "train_time_max_s": (47 + 141) / 2,
+    "peak_memory_max_gib": 2.6 / 2,
+    "transfer_time_max_s": 211 / 10,
+}
+
+
+class PeakMemory:
+    """Context manager sampling the resident set size of this process; ``peak`` in GiB."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._proc = psutil.Process(os.getpid())
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss / 2**30)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss / 2**30)
+
+
+def hvg_subset(adata: ad.AnnData, n_top: int) -> ad.AnnData:
+    norm = adata.copy()
+    sc.pp.normalize_total(norm, target_sum=1e4)
+    sc.pp.log1p(norm)
+    sc.pp.highly_variable_genes(norm, n_top_genes=n_top, flavor="seurat")
+    return adata[:, norm.var["highly_variable"].to_numpy()].copy()
+
+
+def load_pair(data: Path, n_top: int):
+    mouse = hvg_subset(ad.read_h5ad(data / "baron_mouse_counts.h5ad"), n_top)
+    human = hvg_subset(ad.read_h5ad(data / "baron_human_counts.h5ad"), n_top)
+    return mouse, human
+
+
+def run_seed(seed: int, epochs: int, data: Path, n_top: int) -> dict:
+    import scvi
+
+    scvi.settings.seed = seed
+    mouse, human = load_pair(data, n_top)
+    scs.pp.translate_genes(human, "human", "mouse")
+    scs.pp.homology_neighbors(human, mouse, labels_key=LABELS)
+    train = {"max_epochs": epochs, "enable_progress_bar": False}
+
+    scs.model.ContextModel.setup_anndata(mouse, batch_key="donor", labels_key=LABELS)
+    context = scs.model.ContextModel(mouse)
+    with PeakMemory() as mem_context:
+        start = time.perf_counter()
+        context.train(**train)
+        t_context = time.perf_counter() - start
+    scs.model.TargetModel.setup_anndata(human, batch_key="donor")
+    target = scs.model.TargetModel.from_context(context, human)
+    with PeakMemory() as mem_target:
+        start = time.perf_counter()
+        target.train(**train)
+        t_target = time.perf_counter() - start
+    with PeakMemory() as mem_transfer:
+        start = time.perf_counter()
+        scs.tl.transfer_labels(target, context, labels_key=LABELS, progress_bar=False)
+        t_transfer = time.perf_counter() - start
+
+    report = scs.tl.evaluate_transfer(human, f"scspecies_{LABELS}", LABELS, context=mouse)
+    true = human.obs[LABELS].astype(str).to_numpy()
+    novel = true == NOVEL
+    evaluated = novel | np.isin(true, report.shared_types)
+    confidence = human.obs[f"scspecies_{LABELS}_confidence"].to_numpy()
+    auroc = roc_auc_score(~novel[evaluated], confidence[evaluated])
+    flagged = human.obs[f"scspecies_{LABELS}_novel"].to_numpy()
+    n_iter_context = epochs * int(np.ceil(0.9 * mouse.n_obs / 128))
+    n_iter_target = epochs * int(np.ceil(0.9 * human.n_obs / 128))
+    return {
+        "seed": seed,
+        **report.to_dict(),
+        "acinar_auroc": float(auroc),
+        "novel_flag_rate_acinar": float(flagged[novel].mean()),
+        "novel_flag_rate_shared": float(flagged[np.isin(true, report.shared_types)].mean()),
+        "nns_accuracy": float(
+            np.mean(
+                human.obs[f"homology_{LABELS}"].astype(str).to_numpy()[~novel & evaluated]
+                == true[~novel & evaluated]
+            )
+        ),
+        "train_context_s": t_context,
+        "train_target_s": t_target,
+        "train_total_s": t_context + t_target,
+        "ms_per_iteration_context": 1000 * t_context / n_iter_context,
+        "ms_per_iteration_target": 1000 * t_target / n_iter_target,
+        "transfer_s": t_transfer,
+        "peak_rss_gib": max(mem_context.peak, mem_target.peak, mem_transfer.peak),
+        "n_genes": [mouse.n_vars, human.n_vars],
+        "n_cells": [mouse.n_obs, human.n_obs],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--n-top-genes", type=int, default=4000)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "model.json")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    load_before = os.getloadavg()
+    runs = []
+    for seed in args.seeds:
+        res = run_seed(seed, args.epochs, args.data, args.n_top_genes)
+        print(
+            f"seed {seed}: balanced accuracy {res['balanced_accuracy']:.3f}, accuracy {res['accuracy']:.3f}, "
+            f"acinar AUROC {res['acinar_auroc']:.3f}, training {res['train_total_s']:.0f} s "
+            f"({res['train_context_s']:.0f} + {res['train_target_s']:.0f}), transfer {res['transfer_s']:.1f} s, "
+            f"peak RSS {res['peak_rss_gib']:.2f} GiB",
+            flush=True,
+        )
+        runs.append(res)
+    keys = ["balanced_accuracy", "accuracy", "acinar_auroc", "train_total_s", "transfer_s", "peak_rss_gib"]
+    summary = {
+        k: {
+            "min": min(r[k] for r in runs),
+            "mean": float(np.mean([r[k] for r in runs])),
+            "max": max(r[k] for r in runs),
+        }
+        for k in keys
+    }
+    result = {
+        "benchmark": "Baron pancreas, mouse context -> human target",
+        "targets": TARGETS,
+        "summary": summary,
+        "runs": runs,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

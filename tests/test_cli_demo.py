@@ -1,0 +1,44 @@
+"""``scspecies demo`` and ``scspecies align`` command lines."""
+
+import json
+
+import pytest
+
+import scspecies as scs
+from scspecies.cli.main import build_parser, main
+
+
+def test_commands_registered(capsys):
+    parser = build_parser()
+    args = parser.parse_args(["demo", "--epochs", "3", "--output", "out"])
+    assert args.epochs == 3 and args.output == "out" and callable(args.func)
+    args = parser.parse_args(
+        ["align", "--context", "c.h5ad", "--target", "t.h5ad", "--context-species", "mouse"]
+        + ["--target-species", "human", "--labels-key", "cell_type"]
+    )
+    assert args.labels_key == "cell_type" and args.output == "scspecies_output"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["align", "--context", "c.h5ad"])  # missing required arguments
+
+
+def test_align_missing_file(tmp_path):
+    argv = ["align", "--context", str(tmp_path / "nope.h5ad"), "--target", str(tmp_path / "nope2.h5ad")]
+    argv += ["--context-species", "mouse", "--target-species", "human", "--labels-key", "x"]
+    with pytest.raises(SystemExit, match="file not found"):
+        main(argv)
+
+
+def test_demo_runs(tmp_path, capsys):
+    pytest.importorskip("scspecies.model")
+    if not hasattr(scs.datasets, "pancreas") or not hasattr(scs.pp, "homology_neighbors"):
+        pytest.skip("datasets.pancreas / pp.homology_neighbors not available")
+    out = tmp_path / "demo"
+    assert main(["demo", "--epochs", "2", "--output", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "balanced accuracy" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert 0 <= report["balanced_accuracy"] <= 1
+    for name in ("confusion_matrix.png", "history_context.png", "history_target.png"):
+        assert (out / "figures" / name).stat().st_size > 0
+    assert (out / "human_target.h5ad").exists() and (out / "mouse_context.h5ad").exists()
+    assert (out / "models" / "target" / "model.pt").exists()

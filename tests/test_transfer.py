@@ -1,0 +1,71 @@
+"""Label transfer and its evaluation: unit tests and an end-to-end run on the embedded demo data."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import scspecies as scs
+
+
+def _obs_adata(true, pred):
+    adata = ad.AnnData(np.zeros((len(true), 1), dtype=np.float32))
+    adata.obs["true"] = pd.Categorical(true)
+    adata.obs["pred"] = pd.Categorical(pred)
+    return adata
+
+
+def test_evaluate_transfer_shared_types():
+    true = ["a"] * 4 + ["b"] * 2 + ["novel"] * 3
+    pred = ["a", "a", "a", "b", "b", "a", "a", "b", "b"]
+    context = _obs_adata(["a", "b", "c"], ["a", "b", "c"])
+    report = scs.tl.evaluate_transfer(_obs_adata(true, pred), "pred", "true", context=context)
+    assert report.shared_types == ["a", "b"]
+    assert report.recall.to_dict() == {"a": 0.75, "b": 0.5}
+    assert report.balanced_accuracy == pytest.approx(0.625)
+    assert report.accuracy == pytest.approx(4 / 6)
+    assert report.n_cells == 6
+    assert list(report.confusion.index) == ["a", "b", "novel"]
+    np.testing.assert_allclose(report.confusion.sum(axis=1), 100.0)
+    assert report.confusion.loc["a", "a"] == pytest.approx(75.0)
+    assert set(report.to_dict()) >= {"balanced_accuracy", "accuracy", "recall"}
+
+
+def test_evaluate_transfer_errors():
+    adata = _obs_adata(["a", "b"], ["a", "b"])
+    with pytest.raises(KeyError, match="missing"):
+        scs.tl.evaluate_transfer(adata, "missing", "true")
+    with pytest.raises(ValueError, match="No true target type"):
+        scs.tl.evaluate_transfer(adata, "pred", "true", context=_obs_adata(["x"], ["x"]))
+
+
+@pytest.fixture(scope="module")
+def demo_pair():
+    if not hasattr(scs.datasets, "pancreas") or not hasattr(scs.pp, "homology_neighbors"):
+        pytest.skip("datasets.pancreas / pp.homology_neighbors not available")
+    return scs.datasets.pancreas("mouse"), scs.datasets.pancreas("human")
+
+
+def test_end_to_end_demo(demo_pair):
+    model = pytest.importorskip("scspecies.model")
+    import scvi
+
+    scvi.settings.seed = 0
+    mouse, human = demo_pair
+    train = {"max_epochs": 8, "enable_progress_bar": False}
+    model.ContextModel.setup_anndata(mouse, batch_key="donor", labels_key="cell_ontology_class")
+    context = model.ContextModel(mouse)
+    context.train(**train)
+    scs.pp.translate_genes(human, "human", "mouse")
+    scs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
+    model.TargetModel.setup_anndata(human, batch_key="donor")
+    target = model.TargetModel.from_context(context, human)
+    target.train(**train)
+    scs.tl.transfer_labels(target, context, labels_key="cell_ontology_class", progress_bar=False)
+    assert "scspecies_cell_ontology_class" in human.obs
+    assert "scspecies_cell_ontology_class_confidence" in human.obs
+    report = scs.tl.evaluate_transfer(
+        human, "scspecies_cell_ontology_class", "cell_ontology_class", context=mouse
+    )
+    assert report.balanced_accuracy > 0.6, report.recall
+    assert report.accuracy > 0.75
