@@ -74,8 +74,8 @@ def test_prepare_errors():
     counts = [[1, 0, 2], [0, 3, 1]]
     with pytest.raises(KeyError, match="'batch' not found in adata.obs"):
         scs.pp.prepare(_tiny(counts), batch_key="batch")
-    with pytest.raises(ValueError, match="non-integer"):
-        scs.pp.prepare(_tiny([[0.5, 1, 0], [1, 1, 1]]))
+    with pytest.raises(ValueError, match="non-integer values.*e.g. 0.5 for cell 'c1', gene 'g2'"):
+        scs.pp.prepare(_tiny([[1, 1, 0], [1, 1, 0.5]]))
     with pytest.raises(ValueError, match="negative"):
         scs.pp.prepare(_tiny([[-1, 1, 0], [1, 1, 1]]))
     with pytest.raises(ValueError, match="NaN"):

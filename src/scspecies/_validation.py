@@ -9,6 +9,8 @@ from scipy import sparse
 
 __all__ = ["check_counts", "check_obs_key", "check_unique_var_names", "get_matrix"]
 
+_CHUNK = 2**24
+
 
 def get_matrix(adata: AnnData, layer: str | None = None):
     """Return ``adata.X`` or ``adata.layers[layer]``.
@@ -72,18 +74,21 @@ def check_counts(adata: AnnData, layer: str | None = None, name: str = "adata") 
         return
     if not np.issubdtype(values.dtype, np.number):
         raise ValueError(f"{where} has non-numeric dtype {values.dtype}: raw counts are expected.")
-    problems = (
-        (~np.isfinite(values), "NaN or infinite values"),
-        (values < 0, "negative values"),
-        (values != np.round(values), "non-integer values (log-normalised data?)"),
-    )
-    for mask, what in problems:
-        if mask.any():
-            cell, gene = _locate(X, int(np.flatnonzero(mask)[0]))
-            raise ValueError(
-                f"{where} contains {what}, e.g. {values[mask][0]!r} for cell {adata.obs_names[cell]!r}, "
-                f"gene {adata.var_names[gene]!r}: raw integer counts are expected."
-            )
+    for start in range(0, values.size, _CHUNK):  # chunks keep the temporary arrays small
+        chunk = values[start : start + _CHUNK]
+        problems = (
+            (~np.isfinite(chunk), "NaN or infinite values"),
+            (chunk < 0, "negative values"),
+            (chunk != np.round(chunk), "non-integer values (log-normalised data?)"),
+        )
+        for mask, what in problems:
+            if mask.any():
+                first = int(np.flatnonzero(mask)[0])
+                cell, gene = _locate(X, start + first)
+                raise ValueError(
+                    f"{where} contains {what}, e.g. {float(chunk[first])!r} for cell {adata.obs_names[cell]!r}, "
+                    f"gene {adata.var_names[gene]!r}: raw integer counts are expected."
+                )
 
 
 def _locate(X, flat_index: int) -> tuple[int, int]:
