@@ -65,9 +65,16 @@ def test_outputs_match_contract_and_sklearn():
     assert info["context_n_obs"] == 80 and info["labels_key"] == "kind" and info["method"] == "exact"
 
 
-def test_agreement_without_labels_and_copy():
+def test_agreement_without_labels_and_copy(tmp_path):
     target, context = _pair()
-    out = scs.pp.homology_neighbors(target, context, n_neighbors=10, n_vote=4, copy=True)
+    target.layers["counts"], context.layers["counts"] = target.X.copy(), context.X.copy()
+    target.X, context.X = target.X * 0.5, context.X * 0.5  # not counts: the layer is used
+    out = scs.pp.homology_neighbors(target, context, n_neighbors=10, n_vote=4, layer="counts", copy=True)
+    out.write_h5ad(tmp_path / "t.h5ad")
+    back = ad.read_h5ad(tmp_path / "t.h5ad")
+    np.testing.assert_array_equal(back.obsm["homology_neighbors"], out.obsm["homology_neighbors"])
+    assert list(back.uns["homology"]["context_genes"]) == out.uns["homology"]["context_genes"]
+    target.X, context.X = target.layers["counts"], context.layers["counts"]
     assert "homology_neighbors" not in target.obsm
     sim = 1 - out.obsm["homology_distances"][:, :4].mean(axis=1)
     np.testing.assert_allclose(out.obs["homology_agreement"], sim, rtol=1e-5)
