@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
@@ -63,14 +64,22 @@ def count_log_likelihood(
         nonzero = nonzero + torch.lgamma(x + theta) - torch.lgamma(theta)
     if zi_logits is None:
         return (log_nb_zero + nonzero).sum(-1)
-    log_keep = -F.softplus(-zi_logits)  # log(1 - pi)
-    zero_case = F.softplus(-zi_logits + log_nb_zero) + log_keep
-    nonzero_case = log_keep + log_nb_zero + nonzero
+    # pi = sigmoid(zi_logits) is the zero-inflation probability (scvi-tools' parametrisation)
+    zero_case = F.softplus(log_nb_zero - zi_logits) - F.softplus(-zi_logits)  # log(pi + (1 - pi) NB(0))
+    nonzero_case = -F.softplus(zi_logits) + log_nb_zero + nonzero  # log(1 - pi) + log NB(x)
     return torch.where(x > eps, nonzero_case, zero_case).sum(-1)
 
 
 class DecodedTable:
     """Decoder outputs of a table of latents for one batch, prepared for many likelihood evaluations.
+
+    The log-likelihood of a cell's counts under a table row splits into a *zero part*, the sum over all
+    genes of the probability of a zero count, which depends on the cell only through its library size,
+    and a correction on the cell's non-zero genes. The zero part of every row is evaluated (value and
+    derivative) at anchors spaced ``spacing`` apart on the log-library axis and interpolated with cubic
+    Hermite polynomials (error well below 0.1 nats at the default spacing); the correction is exact.
+    The cost is thus one pass over (rows x anchors x genes) plus one over (cells x rows x non-zero
+    genes), instead of (cells x rows x genes).
 
     Parameters
     ----------
@@ -78,22 +87,72 @@ class DecodedTable:
         Decoder outputs for the table rows (``theta`` per row only for ``per_row_theta``).
     per_row_theta
         Whether ``theta`` differs between rows (dispersion ``"gene-cell"``).
+    log_library
+        Log library sizes of the cells to be scored (the anchors cover their range).
+    spacing
+        Distance of the anchors on the log-library axis.
+    eps
+        Numerical stability constant (as in :func:`count_log_likelihood`).
     """
 
     def __init__(
-        self, rho: torch.Tensor, theta: torch.Tensor, zi_logits: torch.Tensor | None, per_row_theta: bool
+        self,
+        rho: torch.Tensor,
+        theta: torch.Tensor,
+        zi_logits: torch.Tensor | None,
+        per_row_theta: bool,
+        log_library: torch.Tensor,
+        spacing: float = 0.5,
+        eps: float = 1e-8,
     ):
         self.rho = rho
         self.per_row_theta = per_row_theta
         self.theta = theta if per_row_theta else theta.reshape(-1, theta.shape[-1])[0]
-        self.neg_zi = None if zi_logits is None else -zi_logits
-        self.log_keep_sum = None if zi_logits is None else -F.softplus(zi_logits.neg()).sum(-1)
+        self.zi = zi_logits
+        self.eps = eps
+        low, high = float(log_library.min()), float(log_library.max())
+        n_anchors = max(2, int(np.ceil((high - low) / spacing)) + 1)
+        self.low, self.step = low, max((high - low) / (n_anchors - 1), 1e-6)
+        values, slopes = [], []
+        for j in range(n_anchors):
+            v, d = self._zero_part(self.low + j * self.step)
+            values.append(v)
+            slopes.append(d)
+        self.values = torch.stack(values, dim=1)  # (n_rows, n_anchors)
+        self.slopes = torch.stack(slopes, dim=1)
 
-    def log_likelihood(self, x: torch.Tensor, library: torch.Tensor, rows: torch.Tensor, eps: float = 1e-8):
-        """Same value as :func:`count_log_likelihood` for cells ``x`` and table rows ``rows`` per cell.
+    def _zero_part(self, log_lib: float, chunk: int = 512):
+        """Zero part of every row and its derivative in the log library, at one library size."""
+        out_v, out_d = [], []
+        for start in range(0, self.rho.shape[0], chunk):
+            rho = self.rho[start : start + chunk]
+            theta = self.theta[start : start + chunk] if self.per_row_theta else self.theta
+            mu = rho * float(np.exp(log_lib))
+            log_theta_mu = torch.log(theta + mu + self.eps)
+            log_nb0 = theta * (torch.log(theta + self.eps) - log_theta_mu)
+            d_nb0 = -theta * mu / (theta + mu + self.eps)
+            if self.zi is None:
+                out_v.append(log_nb0.sum(-1))
+                out_d.append(d_nb0.sum(-1))
+            else:
+                zi = self.zi[start : start + chunk]
+                arg = log_nb0 - zi
+                out_v.append((F.softplus(arg) - F.softplus(-zi)).sum(-1))
+                out_d.append((torch.sigmoid(arg) * d_nb0).sum(-1))
+        return torch.cat(out_v), torch.cat(out_d)
 
-        The zero case is evaluated for every gene, the correction for observed counts only on each
-        cell's non-zero genes, which keeps the cost near one pass over ``(cells, rows, genes)``.
+    def _interpolate(self, rows: torch.Tensor, log_lib: torch.Tensor) -> torch.Tensor:
+        pos = (log_lib - self.low) / self.step
+        j = torch.clamp(torch.floor(pos), 0, self.values.shape[1] - 2).long()
+        t = (pos - j)[:, None]
+        jj = j[:, None].expand_as(rows)
+        v0, v1 = self.values[rows, jj], self.values[rows, jj + 1]
+        d0, d1 = self.slopes[rows, jj] * self.step, self.slopes[rows, jj + 1] * self.step
+        t2, t3 = t * t, t * t * t
+        return (2 * t3 - 3 * t2 + 1) * v0 + (t3 - 2 * t2 + t) * d0 + (3 * t2 - 2 * t3) * v1 + (t3 - t2) * d1
+
+    def log_likelihood(self, x: torch.Tensor, library: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """:func:`count_log_likelihood` of cells ``x`` under table rows ``rows`` (per cell).
 
         Parameters
         ----------
@@ -103,56 +162,35 @@ class DecodedTable:
             Log library sizes ``(m,)``.
         rows
             Table rows ``(m, k)`` to evaluate for each cell.
-        eps
-            Numerical stability constant.
 
         Returns
         -------
         torch.Tensor
             ``(m, k)`` log-likelihoods.
         """
-        lib = torch.exp(library).reshape(-1, 1, 1)
-        theta = self.theta[rows] if self.per_row_theta else self.theta
-        log_theta = torch.log(theta + eps)
-        # log NB(0) = theta * (log theta - log(theta + mu)), built in place in one buffer
-        log_nb0 = self.rho[rows].mul_(lib).add_(theta + eps).log_()
-        log_nb0.sub_(log_theta).mul_(-theta)
-        if self.neg_zi is None:
-            zero = log_nb0
-            total = log_nb0.sum(-1)
-        else:
-            zero = F.softplus(self.neg_zi[rows].add_(log_nb0))
-            total = zero.sum(-1) + self.log_keep_sum[rows]
-        # correction on the non-zero genes of each cell (padded to the largest count)
-        nz = x > eps
+        library = library.reshape(-1)
+        total = self._interpolate(rows, library)
+        nz = x > self.eps
         n_nz = int(nz.sum(-1).max()) if x.numel() else 0
         if n_nz == 0:
             return total
-        order = torch.argsort(nz.to(torch.int8), dim=-1, descending=True, stable=True)[:, :n_nz]
-        valid = torch.gather(nz, 1, order)
-        counts = torch.gather(x, 1, order) * valid
-        k = rows.shape[1]
-        g_idx = order[:, None, :].expand(-1, k, -1)
-        nb0_nz = torch.gather(log_nb0, 2, g_idx)
-        rho_nz = self._gather_rows(self.rho, rows, order)
-        theta_nz = (
-            self._gather_rows(self.theta, rows, order)
-            if self.per_row_theta
-            else self.theta[order][:, None, :]
-        )
-        mu_nz = lib * rho_nz
-        c = counts[:, None, :]
-        nonzero = nb0_nz + c * (torch.log(mu_nz + eps) - torch.log(theta_nz + mu_nz + eps))
+        genes = torch.argsort(nz.to(torch.int8), dim=-1, descending=True, stable=True)[:, :n_nz]
+        valid = torch.gather(nz, 1, genes)[:, None, :]
+        counts = (torch.gather(x, 1, genes) * valid[:, 0])[:, None, :]
+        pick = (rows[:, :, None], genes[:, None, :])
+        mu = self.rho[pick] * torch.exp(library)[:, None, None]
+        theta = self.theta[pick] if self.per_row_theta else self.theta[genes][:, None, :]
+        log_theta_mu = torch.log(theta + mu + self.eps)
+        corr = counts * (torch.log(mu + self.eps) - log_theta_mu)
         if self.per_row_theta:
-            nonzero = nonzero + torch.lgamma(c + theta_nz) - torch.lgamma(theta_nz)
-        # replace the zero case (softplus term; log(1 - pi) is in both cases) by the non-zero case
-        nonzero = nonzero - (nb0_nz if self.neg_zi is None else torch.gather(zero, 2, g_idx))
-        return total + (nonzero * valid[:, None, :]).sum(-1)
-
-    @staticmethod
-    def _gather_rows(table: torch.Tensor, rows: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
-        """``table[rows[i, j], genes[i, l]]`` as an ``(m, k, n)`` tensor without the full gather."""
-        return table[rows[:, :, None], genes[:, None, :]]
+            corr = corr + torch.lgamma(counts + theta) - torch.lgamma(theta)
+        if self.zi is not None:
+            # swap the zero case for the non-zero case on these genes:
+            # [log(1 - pi) + log NB(0)] - [softplus(log NB(0) - zi) - softplus(-zi)], log(1 - pi) = -softplus(zi)
+            zi = self.zi[pick]
+            log_nb0 = theta * (torch.log(theta + self.eps) - log_theta_mu)
+            corr = corr + log_nb0 - F.softplus(log_nb0 - zi) - zi
+        return total + (corr * valid).sum(-1)
 
 
 class CountDecoder(nn.Module):

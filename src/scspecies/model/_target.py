@@ -361,36 +361,51 @@ class TargetModel(SpeciesModelBase):
         cand = torch.as_tensor(np.asarray(candidates, dtype=np.int64), device=device)
         k = cand.shape[1]
         use_table = use_table and table.shape[0] * module.n_input <= _TABLE_LIMIT
-        decoded: dict[int, DecodedTable] = {}
-        per_row = module.dispersion == "gene-cell"
-        step = max(1, _CHUNK_ELEMENTS // max(1, k * module.n_input))
-        # cells of one batch together, so that each sub-chunk reuses one decoded table
+        # cells of one batch together, so that each chunk reuses one decoded table
         codes_all = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel()[indices]
         perm = np.argsort(codes_all, kind="stable")
         indices, cand = indices[perm], cand[torch.as_tensor(perm, device=device)]
-        loader = self._make_data_loader(adata=self.adata, indices=indices, batch_size=batch_size or 256)
+        loader_kwargs = {"adata": self.adata, "indices": indices, "batch_size": batch_size or 256}
+        # pass 1: own latent, library and log-likelihood of every cell
+        own, libs = [], []
+        for tensors in self._make_data_loader(**loader_kwargs):
+            x = tensors[REGISTRY_KEYS.X_KEY].to(device)
+            b = tensors[REGISTRY_KEYS.BATCH_KEY].to(device).reshape(-1).long()
+            enc = module.encode(x, b)
+            lib = enc["library_mean"].reshape(-1)
+            own.append(module.candidate_log_likelihood(x, enc["qz"].loc[:, None, :], b, lib)[:, 0])
+            libs.append(lib)
+        own, libs = torch.cat(own), torch.cat(libs)
+        codes = torch.as_tensor(codes_all[perm].astype(np.int64), device=device)
+        decoded: dict[int, DecodedTable] = {}
+        if use_table:
+            for code in torch.unique(codes).tolist():
+                rho, theta, zi = module.decoder(table, torch.full((table.shape[0],), code, device=device))
+                decoded[code] = DecodedTable(
+                    rho, theta, zi, module.dispersion == "gene-cell", libs[codes == code]
+                )
+        # pass 2: candidates, in chunks of at most _CHUNK_ELEMENTS (cells x candidates x genes)
+        step = max(
+            1, _CHUNK_ELEMENTS // max(1, k * (module.n_input if not use_table else module.n_input // 4))
+        )
         out = torch.empty(len(indices), k)
         pos = 0
-        for tensors in tqdm(loader, desc="likelihood similarity", disable=not progress_bar):
+        for tensors in tqdm(
+            self._make_data_loader(**loader_kwargs), desc="likelihood similarity", disable=not progress_bar
+        ):
             x_all = tensors[REGISTRY_KEYS.X_KEY].to(device)
-            b_all = tensors[REGISTRY_KEYS.BATCH_KEY].to(device).reshape(-1).long()
-            enc = module.encode(x_all, b_all)
-            lib_all = enc["library_mean"].reshape(-1)
-            own = module.candidate_log_likelihood(x_all, enc["qz"].loc[:, None, :], b_all, lib_all)[:, 0]
             for s in range(0, x_all.shape[0], step):
-                x, b, lib = x_all[s : s + step], b_all[s : s + step], lib_all[s : s + step]
-                idx = cand[pos + s : pos + s + x.shape[0]]
+                x = x_all[s : s + step]
+                sl = slice(pos + s, pos + s + x.shape[0])
+                b, lib, idx = codes[sl], libs[sl], cand[sl]
                 if not use_table:
                     ll = module.candidate_log_likelihood(x, table[idx], b, lib)
                 else:
                     ll = torch.empty(idx.shape, device=device)
                     for code in torch.unique(b).tolist():
-                        if code not in decoded:
-                            codes = torch.full((table.shape[0],), code, device=device)
-                            decoded[code] = DecodedTable(*module.decoder(table, codes), per_row_theta=per_row)
                         rows = b == code
                         ll[rows] = decoded[code].log_likelihood(x[rows], lib[rows], idx[rows])
-                out[pos + s : pos + s + x.shape[0]] = (ll - own[s : s + step, None]).cpu()
+                out[sl] = (ll - own[sl, None]).cpu()
             pos += x_all.shape[0]
         result = np.empty(out.shape, dtype=np.float32)
         result[perm] = out.numpy()
