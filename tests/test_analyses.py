@@ -226,6 +226,12 @@ def test_data_lfc_matches_manual(models):
         mean_norm(context.adata, "beta") + 1e-6
     )
     np.testing.assert_allclose(df[df.cell_type == "beta"]["lfc"], expected, atol=1e-5)
+    # a loaded model has no homologous_genes_: the genes come from uns["homology"]
+    saved, target.homologous_genes_ = target.homologous_genes_, None
+    try:
+        pd.testing.assert_frame_equal(scs.tl.data_lfc(target, context, "cell_type", "cell_type"), df)
+    finally:
+        target.homologous_genes_ = saved
 
 
 def test_plots_of_real_outputs(models, tmp_path):

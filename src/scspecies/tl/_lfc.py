@@ -187,7 +187,7 @@ def homologous_lfc(
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     if lfc_delta < 0 or eps <= 0:
         raise ValueError(f"lfc_delta must be >= 0 and eps > 0, got {lfc_delta} and {eps}")
-    t_genes, c_genes = homologous_genes(target)
+    t_genes, c_genes = homologous_genes(target, context)
     t_labels, t_column = target_labels(target.adata, target_labels_key)
     c_labels = context_labels(context.adata, context_labels_key)
     types = shared_types(t_labels, c_labels, cell_types, t_column, context_labels_key)
@@ -311,7 +311,7 @@ def data_lfc(
     check_pair(target, context)
     if eps <= 0:
         raise ValueError(f"eps must be > 0, got {eps}")
-    t_genes, c_genes = homologous_genes(target)
+    t_genes, c_genes = homologous_genes(target, context)
     t_labels, t_column = target_labels(target.adata, target_labels_key)
     c_labels = context_labels(context.adata, context_labels_key)
     types = shared_types(t_labels, c_labels, cell_types, t_column, context_labels_key)

@@ -77,13 +77,25 @@ def count_matrix(model):
     return model.adata.X if layer is None else model.adata.layers[layer]
 
 
-def homologous_genes(target) -> tuple[np.ndarray, np.ndarray]:
-    """``(target_var_indices, context_var_indices)`` of the orthologous genes of a target model."""
+def homologous_genes(target, context) -> tuple[np.ndarray, np.ndarray]:
+    """``(target_var_indices, context_var_indices)`` of the orthologous genes of a target model.
+
+    Taken from ``target.homologous_genes_``, or, when it is unset (e.g. a model loaded from disk), from
+    the gene lists of the neighbour search in ``target.adata.uns[<homology_key>]``.
+    """
     genes = getattr(target, "homologous_genes_", None)
-    if genes is None or len(genes[0]) == 0:
+    if genes is None:
+        key = target.adata_manager.registry["setup_args"].get("homology_key") or "homology"
+        info = target.adata.uns.get(key, {})
+        t_idx = target.adata.var_names.get_indexer(list(info.get("target_genes", [])))
+        c_idx = context.adata.var_names.get_indexer(list(info.get("context_genes", [])))
+        keep = (t_idx >= 0) & (c_idx >= 0) if len(t_idx) == len(c_idx) else np.zeros(0, dtype=bool)
+        genes = (t_idx[keep], c_idx[keep])
+    if len(genes[0]) == 0:
         raise ValueError(
-            "the target model holds no homologous genes (homologous_genes_ is empty): build it with "
-            "TargetModel.from_context after scspecies.pp.homology_neighbors"
+            "no homologous genes between the target and context decoders (homologous_genes_ and "
+            "uns['homology'] gene lists are empty): build the target with TargetModel.from_context "
+            "after scspecies.pp.homology_neighbors"
         )
     return np.asarray(genes[0], dtype=np.int64), np.asarray(genes[1], dtype=np.int64)
 

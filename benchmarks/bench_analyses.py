@@ -1,0 +1,201 @@
+"""Validate the cross-species analyses on the full Baron pancreas pair (mouse context, human target).
+
+Setup: cell types with fewer than 20 cells dropped in each species (as scSpecies' preprocessing),
+4000 HVGs per species (seurat_v3 on counts), embedded human -> mouse orthologs, data-level neighbour
+search, ContextModel and TargetModel trained 40 + 40 epochs on CPU.
+
+Figures:
+- per shared cell type, the Spearman correlation between the model LFC (tl.homologous_lfc, defaults)
+  and the data-level LFC (tl.data_lfc) over the homologous genes; done when the median is >= 0.7;
+- the share of target types whose best context match in tl.celltype_similarity (defaults) is the
+  same type; done when >= 6 of the 7 shared types;
+- wall time of each analysis function.
+
+Writes benchmarks/results/analyses.json; with --figures DIR, also the figures of scspecies.pl as PNGs.
+
+Usage: python benchmarks/bench_analyses.py [--data /work/shared/data] [--epochs 40] [--figures /tmp/figs]
+       [--models DIR]  (trained models saved to DIR, and loaded from it on the next run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import scvi
+import torch
+from scipy.stats import spearmanr
+
+import scspecies as scs
+from scspecies.model import ContextModel, TargetModel
+
+LABELS = "cell_ontology_class"
+RESULTS = Path(__file__).resolve().parent / "results" / "analyses.json"
+
+
+def prepare(path: Path, n_hvg: int, min_type_size: int) -> ad.AnnData:
+    adata = ad.read_h5ad(path)
+    sizes = adata.obs[LABELS].value_counts()
+    adata = adata[adata.obs[LABELS].isin(sizes[sizes >= min_type_size].index)].copy()
+    adata.obs[LABELS] = adata.obs[LABELS].astype(str).astype("category")
+    sc.pp.filter_genes(adata, min_cells=3)
+    sc.pp.highly_variable_genes(adata, n_top_genes=n_hvg, flavor="seurat_v3", subset=True)
+    return adata
+
+
+def timed(store: dict, name: str, func, *args, **kwargs):
+    start = time.perf_counter()
+    out = func(*args, **kwargs)
+    store[name] = round(time.perf_counter() - start, 2)
+    print(f"{name}: {store[name]:.1f} s", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--n-hvg", type=int, default=4000)
+    parser.add_argument("--figures", type=Path, default=None, help="folder for the PNG figures")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--models", type=Path, default=None, help="folder to save the trained models to, or load them from"
+    )
+    args = parser.parse_args()
+
+    scvi.settings.seed = args.seed  # seeds torch, numpy and python
+    times: dict[str, float] = {}
+    mouse = prepare(args.data / "baron_mouse_counts.h5ad", args.n_hvg, 20)
+    human = prepare(args.data / "baron_human_counts.h5ad", args.n_hvg, 20)
+    scs.pp.translate_genes(human, "human", "mouse")
+    timed(times, "pp.homology_neighbors", scs.pp.homology_neighbors, human, mouse, labels_key=LABELS)
+
+    ContextModel.setup_anndata(mouse, batch_key="donor", labels_key=LABELS)
+    TargetModel.setup_anndata(human, batch_key="donor")
+    if args.models is not None and (args.models / "target" / "model.pt").exists():
+        context = ContextModel.load(str(args.models / "context"), adata=mouse)
+        target = TargetModel.load(str(args.models / "target"), adata=human)
+        print(f"loaded the trained models from {args.models}")
+    else:
+        context = ContextModel(mouse)
+        timed(times, "train_context", context.train, max_epochs=args.epochs, enable_progress_bar=False)
+        target = TargetModel.from_context(context, human)
+        timed(times, "train_target", target.train, max_epochs=args.epochs, enable_progress_bar=False)
+        if args.models is not None:
+            context.save(str(args.models / "context"), overwrite=True)
+            target.save(str(args.models / "target"), overwrite=True)
+    n_homologous = len(scs.tl._pair.homologous_genes(target, context)[0])
+    print(f"homologous genes: {n_homologous}")
+
+    similar = timed(times, "tl.similar_cells", scs.tl.similar_cells, target, context, 0, labels_key=LABELS)
+    sim = timed(
+        times,
+        "tl.celltype_similarity",
+        scs.tl.celltype_similarity,
+        target,
+        context,
+        LABELS,
+        LABELS,
+        progress_bar=False,
+    )
+    lfc = timed(
+        times, "tl.homologous_lfc", scs.tl.homologous_lfc, target, context, LABELS, LABELS, progress_bar=False
+    )
+    observed = timed(times, "tl.data_lfc", scs.tl.data_lfc, target, context, LABELS, LABELS)
+
+    shared = sorted(set(human.obs[LABELS]) & set(mouse.obs[LABELS]))
+    merged = lfc.merge(
+        observed, on=["cell_type", "gene_target", "gene_context"], suffixes=("_model", "_data")
+    )
+    spearman = {
+        t: float(spearmanr(g["lfc_model"], g["lfc_data"]).statistic) for t, g in merged.groupby("cell_type")
+    }
+    spearman_rand = {
+        t: float(spearmanr(g["lfc_rand"], g["lfc_data"]).statistic) for t, g in merged.groupby("cell_type")
+    }
+    best = sim.idxmax(axis=1)
+    matches = {t: str(best[t]) for t in shared}
+    n_match = sum(matches[t] == t for t in shared)
+    median_r = float(np.median(list(spearman.values())))
+    results = {
+        "setup": {
+            "context": "Baron mouse",
+            "target": "Baron human",
+            "n_context_cells": int(mouse.n_obs),
+            "n_target_cells": int(human.n_obs),
+            "n_hvg": args.n_hvg,
+            "n_homologous_genes": int(n_homologous),
+            "epochs": args.epochs,
+            "shared_types": shared,
+            "device": "cpu",
+            "torch_threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+        },
+        "lfc_spearman_per_type": spearman,
+        "lfc_spearman_median": median_r,
+        "lfc_spearman_permuted_null_median": float(np.median(list(spearman_rand.values()))),
+        "lfc_done": median_r >= 0.7,
+        "celltype_best_match": matches,
+        "celltype_n_matching": n_match,
+        "celltype_share_matching": n_match / len(shared),
+        "celltype_done": n_match >= 6,
+        "similar_cells_top10_labels": similar[LABELS].head(10).tolist(),
+        "similar_cells_target_label": str(human.obs[LABELS].iloc[0]),
+        "wall_time_s": times,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "setup"}, indent=2))
+
+    if args.figures is not None:
+        figures(args.figures, human, mouse, target, context, sim, lfc, observed, similar)
+
+
+def figures(folder: Path, human, mouse, target, context, sim, lfc, observed, similar) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    folder.mkdir(parents=True, exist_ok=True)
+    both = ad.concat({"mouse": mouse, "human": human}, label="species", index_unique="-")
+    both.obsm["X_scspecies"] = np.r_[context.get_latent_representation(), target.get_latent_representation()]
+    sc.pp.neighbors(both, use_rep="X_scspecies")
+    sc.tl.umap(both, random_state=0)
+    scs.pl.embedding_2d(both, color=LABELS, species_names=("mouse", "human"), save=folder / "embedding.png")
+    scs.pl.embedding_2d(both, color=LABELS, layout="joint", save=folder / "embedding_joint.png")
+    scs.pl.similarity(
+        both,
+        None,
+        similar,
+        0,
+        labels_key=LABELS,
+        species_names=("mouse", "human"),
+        save=folder / "similarity.png",
+    )
+    scs.pl.celltype_similarity(
+        sim, target_name="human", context_name="mouse", save=folder / "celltype_sim.png"
+    )
+    scs.pl.lfc(lfc, species_names=("human", "mouse"), save=folder / "lfc.png")
+    scs.pl.lfc_comparison(lfc, observed, save=folder / "lfc_comparison.png")
+    scs.pl.history(target, save=folder / "history_target.png")
+    scs.pl.history(context, save=folder / "history_context.png")
+    scs.tl.transfer_labels(target, context, LABELS, progress_bar=False)
+    truth = human.obs[LABELS].astype(str)
+    reports = {
+        "data-level NNS": pd.crosstab(truth, human.obs[f"homology_{LABELS}"].astype(str)),
+        "scSpecies": pd.crosstab(truth, human.obs[f"scspecies_{LABELS}"].astype(str)),
+    }
+    scs.pl.transfer_accuracy(reports, save=folder / "transfer_accuracy.png")
+    scs.pl.confusion_matrix(reports["scSpecies"], save=folder / "confusion.png")
+
+
+if __name__ == "__main__":
+    main()
