@@ -164,3 +164,16 @@ def test_pynndescent_method_close_to_exact():
     agree = (approx.obs[f"homology_{LABELS}"] == exact.obs[f"homology_{LABELS}"]).mean()
     assert agree > 0.85
     assert _balanced_accuracy(approx, mouse) > 0.6
+
+
+def test_exact_search_without_dense_context_cache(monkeypatch):
+    from scspecies.pp import _homology
+
+    target, context = _pair(n_target=70, n_context=90)
+    cached = scs.pp.homology_neighbors(target, context, n_neighbors=12, n_vote=5, batch_size=8, copy=True)
+    monkeypatch.setattr(_homology, "DENSE_CONTEXT_BYTES", 0)  # re-densify context blocks per target block
+    blocked = scs.pp.homology_neighbors(target, context, n_neighbors=12, n_vote=5, batch_size=8, copy=True)
+    np.testing.assert_array_equal(cached.obsm["homology_neighbors"], blocked.obsm["homology_neighbors"])
+    np.testing.assert_allclose(
+        cached.obsm["homology_distances"], blocked.obsm["homology_distances"], atol=1e-6
+    )

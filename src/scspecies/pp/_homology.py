@@ -16,6 +16,8 @@ METRICS = ("cosine", "euclidean")
 METHODS = ("auto", "exact", "pynndescent")
 #: ``method="auto"`` uses the exact search while n_target * n_context * n_genes stays below this
 EXACT_MAX_WORK = 5e11
+#: the exact search keeps the dense context between target blocks up to this size
+DENSE_CONTEXT_BYTES = 2**29
 #: cells used to fit the truncated SVD of the approximate search
 SVD_FIT_CELLS = 20_000
 
@@ -64,37 +66,52 @@ def shared_genes(
     return t_idx, c_idx[t_idx]
 
 
+def _row_squares(X: sparse.csr_matrix) -> np.ndarray:
+    """Squared euclidean norm of every row."""
+    squares = sparse.csr_matrix((X.data.astype(np.float64) ** 2, X.indices, X.indptr), shape=X.shape)
+    return np.asarray(squares.sum(axis=1)).ravel()
+
+
 def _log1p_rows(X, cols: np.ndarray, metric: str) -> sparse.csr_matrix:
     """log1p of the selected columns as float32 CSR; rows scaled to unit length for cosine."""
-    X = sparse.csr_matrix(X[:, cols], dtype=np.float32)
-    X.data = np.log1p(X.data)
+    X = sparse.csr_matrix(X)[:, cols].astype(np.float32)  # one new matrix, modified in place below
+    np.log1p(X.data, out=X.data)
     if metric == "cosine":
-        norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
-        X = sparse.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ X
-    return X.tocsr()
+        norms = np.sqrt(_row_squares(X))
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        X.data *= np.repeat(scale, np.diff(X.indptr)).astype(np.float32)
+    return X
 
 
 def _exact(T, C, k: int, metric: str, batch_size: int, progress_bar: bool):
-    """Brute-force k nearest context rows for every target row, chunked dense products."""
+    """Brute-force k nearest context rows for every target row, chunked dense products.
+
+    Blocks of ``batch_size`` target rows and ``4 * batch_size`` context rows are densified at a time;
+    the dense context blocks are kept between target blocks while they fit in ``DENSE_CONTEXT_BYTES``.
+    """
     n_t, n_c = T.shape[0], C.shape[0]
     # genes with no count on one side add nothing to the inner products
     used = np.flatnonzero((T.getnnz(axis=0) > 0) & (C.getnnz(axis=0) > 0))
     T, C = T[:, used], C[:, used]
-    c_sq = np.asarray(C.multiply(C).sum(axis=1)).ravel()
-    t_sq = np.asarray(T.multiply(T).sum(axis=1)).ravel()
-    ctx_blocks = [(s, C[s : s + 4 * batch_size].toarray().T) for s in range(0, n_c, 4 * batch_size)]
+    if metric == "euclidean":
+        t_sq, c_sq = _row_squares(T), _row_squares(C)
+    step = 4 * batch_size
+    starts = range(0, n_c, step)
+    keep_dense = n_c * len(used) * 4 <= DENSE_CONTEXT_BYTES
+    dense = [C[s : s + step].toarray().T for s in starts] if keep_dense else None
     idx = np.empty((n_t, k), dtype=np.int64)
     dist = np.empty((n_t, k), dtype=np.float32)
     for start in tqdm(range(0, n_t, batch_size), disable=not progress_bar, desc="homology neighbours"):
         stop = min(start + batch_size, n_t)
         block = T[start:stop].toarray()
-        sims = np.empty((stop - start, n_c), dtype=np.float32)
-        for c0, ctx in ctx_blocks:
-            np.matmul(block, ctx, out=sims[:, c0 : c0 + ctx.shape[1]])
+        d = np.empty((stop - start, n_c), dtype=np.float32)
+        for i, c0 in enumerate(starts):
+            ctx = dense[i] if keep_dense else C[c0 : c0 + step].toarray().T
+            np.matmul(block, ctx, out=d[:, c0 : c0 + ctx.shape[1]])
         if metric == "cosine":
-            d = 1.0 - sims
+            np.subtract(1.0, d, out=d)
         else:
-            d = np.sqrt(np.maximum(t_sq[start:stop, None] + c_sq[None, :] - 2.0 * sims, 0.0))
+            d = np.sqrt(np.maximum(t_sq[start:stop, None] + c_sq[None, :] - 2.0 * d, 0.0))
         top = np.argpartition(d, k - 1, axis=1)[:, :k] if k < n_c else np.tile(np.arange(n_c), (len(d), 1))
         d_top = np.take_along_axis(d, top, axis=1)
         order = np.argsort(d_top, axis=1, kind="stable")
@@ -113,10 +130,14 @@ def _approximate(T, C, k: int, metric: str, n_components: int, random_state: int
     from sklearn.decomposition import TruncatedSVD
 
     rng = np.random.default_rng(random_state)
-    both = sparse.vstack([T, C]).tocsr()
-    fit_rows = rng.choice(both.shape[0], size=min(both.shape[0], SVD_FIT_CELLS), replace=False)
-    n_components = max(2, min(n_components, both.shape[1] - 1))
-    svd = TruncatedSVD(n_components, n_iter=3, random_state=random_state).fit(both[np.sort(fit_rows)])
+    n_fit = min(T.shape[0] + C.shape[0], SVD_FIT_CELLS)
+    n_fit_t = round(n_fit * T.shape[0] / (T.shape[0] + C.shape[0]))
+    sample = [
+        M[np.sort(rng.choice(M.shape[0], size=min(n, M.shape[0]), replace=False))]
+        for M, n in ((T, n_fit_t), (C, n_fit - n_fit_t))
+    ]
+    n_components = max(2, min(n_components, T.shape[1] - 1))
+    svd = TruncatedSVD(n_components, n_iter=3, random_state=random_state).fit(sparse.vstack(sample).tocsr())
     Zt, Zc = (svd.transform(M).astype(np.float32) for M in (T, C))
     index = pynndescent.NNDescent(
         Zc, metric=metric, n_neighbors=30, random_state=random_state, low_memory=True, verbose=progress_bar
