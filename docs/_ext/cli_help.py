@@ -11,11 +11,9 @@ import argparse
 import os
 
 from docutils import nodes
-from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
-from sphinx.util.nodes import nested_parse_with_titles
 
-_WIDTH = "100"
+_WIDTH = "84"
 
 
 def _format_help(parser: argparse.ArgumentParser) -> str:
@@ -37,14 +35,18 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
-def _block(title: str, text: str, marker: str) -> list[str]:
-    lines = [title, marker * len(title), "", ".. code-block:: text", ""]
-    lines += [f"   {line}" if line.strip() else "" for line in text.rstrip().splitlines()]
-    return [*lines, ""]
+def _section(document: nodes.document, command: str, text: str) -> nodes.section:
+    section = nodes.section(ids=[nodes.make_id(command)], names=[nodes.fully_normalize_name(command)])
+    section += nodes.title("", "", nodes.literal(command, command))
+    block = nodes.literal_block(text.rstrip(), text.rstrip())
+    block["language"] = "text"
+    section += block
+    document.note_implicit_target(section, section)
+    return section
 
 
 class CliHelpDirective(SphinxDirective):
-    """Insert ``scspecies --help`` and, as sub-sections, the help of each sub-command."""
+    """Insert ``scspecies --help`` and, as sibling sections, the help of each sub-command."""
 
     has_content = False
 
@@ -52,13 +54,13 @@ class CliHelpDirective(SphinxDirective):
         from scspecies.cli.main import build_parser
 
         parser = build_parser()
-        lines = _block("``scspecies``", _format_help(parser), "-")
-        for name, sub in _subparsers(parser).items():
-            lines += _block(f"``scspecies {name}``", _format_help(sub), "-")
-        container = nodes.section()
-        container.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(lines, source="scspecies --help"), container)
-        return container.children
+        document = self.state.document
+        sections = [_section(document, "scspecies", _format_help(parser))]
+        sections += [
+            _section(document, f"scspecies {name}", _format_help(sub))
+            for name, sub in _subparsers(parser).items()
+        ]
+        return sections
 
 
 def setup(app):
