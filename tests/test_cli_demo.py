@@ -33,7 +33,7 @@ def test_demo_runs(tmp_path, capsys):
     if not hasattr(scs.datasets, "pancreas") or not hasattr(scs.pp, "homology_neighbors"):
         pytest.skip("datasets.pancreas / pp.homology_neighbors not available")
     out = tmp_path / "demo"
-    assert main(["demo", "--epochs", "2", "--output", str(out), "--quiet"]) == 0
+    assert main(["demo", "--epochs", "2", "--max-cells", "400", "--output", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "balanced accuracy" in printed
     report = json.loads((out / "report.json").read_text())

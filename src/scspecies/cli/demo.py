@@ -7,11 +7,22 @@ import argparse
 from .align import add_common_arguments, run_alignment
 
 
+def _subsample(adata, n: int, seed: int):
+    import numpy as np
+
+    if adata.n_obs <= n:
+        return adata
+    keep = np.sort(np.random.default_rng(seed).choice(adata.n_obs, n, replace=False))
+    return adata[keep].copy()
+
+
 def _run(args: argparse.Namespace) -> int:
     import scspecies as scs
 
     mouse = scs.datasets.pancreas("mouse")
     human = scs.datasets.pancreas("human")
+    if args.max_cells is not None:
+        mouse, human = (_subsample(a, args.max_cells, args.seed) for a in (mouse, human))
     report = run_alignment(
         mouse,
         human,
@@ -48,4 +59,10 @@ def register(subparsers) -> None:
         ),
     )
     add_common_arguments(parser, default_epochs=40)
+    parser.add_argument(
+        "--max-cells",
+        type=int,
+        default=None,
+        help="random subset of at most this many cells per species (quick try)",
+    )
     parser.set_defaults(func=_run)
