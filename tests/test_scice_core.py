@@ -101,3 +101,22 @@ def test_effective_count_and_merge_small_clusters():
     assert merged[2] == merged[0]  # joined the neighbour with most edge weight (1.0 vs 0.2)
     assert merged[6] not in merged[:6]  # no edges: stays on its own
     assert merged.tolist() == [0, 0, 0, 1, 1, 1, 2]  # numbered by decreasing size (ties: first seen)
+
+
+def test_graph_payload_keeps_each_undirected_edge_once_and_seeds_reproduce():
+    from scspecies.tl._scice_leiden import GraphPayload, LeidenRunner
+
+    rng = np.random.default_rng(0)
+    upper = sp.triu(sp.random(60, 60, density=0.2, random_state=0), k=1)
+    adj = (upper + upper.T).tocsr()
+    payload = GraphPayload.from_adjacency(adj)
+    assert payload.edges.shape[0] == upper.nnz
+    assert np.all(payload.edges[:, 0] <= payload.edges[:, 1])
+    assert payload.weights.sum() == pytest.approx(adj.sum() / 2)
+    graph = payload.graph()
+    assert graph.ecount() == upper.nnz and not graph.is_directed()
+    runner = LeidenRunner(payload, "CPM", 0.1, 1)
+    seeds = rng.integers(0, 2**31, 3).tolist()
+    jobs = [(0.05, s, 3, None) for s in seeds]
+    first, again = runner.run(jobs), runner.run(jobs)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
