@@ -4,11 +4,12 @@ from ._context import ContextModel
 from ._hub import save_to_hub_dir
 from ._module import SpeciesVAE, TargetVAE
 from ._target import TargetModel
-from ._training import AlignmentTrainingPlan
+from ._training import AlignmentTrainingPlan, SpeciesTrainingPlan
 
 __all__ = [
     "AlignmentTrainingPlan",
     "ContextModel",
+    "SpeciesTrainingPlan",
     "SpeciesVAE",
     "TargetModel",
     "TargetVAE",

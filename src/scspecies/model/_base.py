@@ -13,6 +13,7 @@ from scvi import REGISTRY_KEYS
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 
 from ._nn import DEFAULT_LAYER_ORDER, validate_layer_order
+from ._training import SpeciesTrainingPlan
 
 
 def library_log_prior(adata: AnnData, layer: str | None, batch_codes: np.ndarray, n_batch: int):
@@ -60,6 +61,8 @@ def check_counts(adata: AnnData, layer: str | None) -> None:
 
 class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseModelClass):
     """Training defaults, decoding and checked loading shared by the scspecies models."""
+
+    _training_plan_cls = SpeciesTrainingPlan
 
     def _module_kwargs_from(
         self,

@@ -27,8 +27,33 @@ def linear_ramp(epoch: int, start: float, end: float, n_epochs: int) -> float:
     return float(start + (end - start) * epoch / n_epochs)
 
 
-class AlignmentTrainingPlan(TrainingPlan):
-    """:class:`scvi.train.TrainingPlan` that also passes a ramped alignment weight ``eta`` to the loss.
+class SpeciesTrainingPlan(TrainingPlan):
+    """:class:`scvi.train.TrainingPlan` whose Adam/AdamW use the fused implementation.
+
+    The fused optimiser step is several times faster on CPU (and on CUDA) than the per-tensor loop;
+    everything else (KL ramp, metrics, learning-rate schedule) is scvi-tools' plan.
+
+    Parameters
+    ----------
+    module
+        The module to train.
+    **kwargs
+        Passed to :class:`scvi.train.TrainingPlan`.
+    """
+
+    def _optimizer_creator_fn(self, optimizer_cls):
+        def create(params):
+            params = list(params)
+            fused = all(p.dtype.is_floating_point for p in params)
+            return optimizer_cls(
+                params, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay, fused=fused
+            )
+
+        return create
+
+
+class AlignmentTrainingPlan(SpeciesTrainingPlan):
+    """:class:`SpeciesTrainingPlan` that also passes a ramped alignment weight ``eta`` to the loss.
 
     Parameters
     ----------
