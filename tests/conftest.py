@@ -6,7 +6,9 @@ import pytest
 
 matplotlib.use("Agg")
 
-SHARED_DATA = Path(os.environ.get("SCSPECIES_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("SCSPECIES_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 @pytest.fixture(scope="session")
