@@ -296,9 +296,9 @@ def test_decoded_table_matches_direct_likelihood(zinb, per_row):
 
 
 def test_count_log_likelihood_matches_scvi():
-    from scvi.distributions import ZeroInflatedNegativeBinomial
+    from scvi.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
 
-    from scspecies.model._module import count_log_likelihood
+    from scspecies.model._module import count_log_likelihood, count_log_likelihood_exact
 
     gen = torch.Generator().manual_seed(1)
     mu = torch.rand(6, 20, generator=gen) * 10
@@ -308,3 +308,6 @@ def test_count_log_likelihood_matches_scvi():
     ref = ZeroInflatedNegativeBinomial(mu=mu, theta=theta, zi_logits=zi).log_prob(x).sum(-1)
     ours = count_log_likelihood(x, mu, theta, zi) - torch.lgamma(x + 1).sum(-1)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(count_log_likelihood_exact(x, mu, theta, zi), ref, rtol=1e-5, atol=1e-3)
+    nb = NegativeBinomial(mu=mu, theta=theta).log_prob(x).sum(-1)
+    torch.testing.assert_close(count_log_likelihood_exact(x, mu, theta), nb, rtol=1e-5, atol=1e-3)

@@ -70,6 +70,37 @@ def count_log_likelihood(
     return torch.where(x > eps, nonzero_case, zero_case).sum(-1)
 
 
+def count_log_likelihood_exact(
+    x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, zi_logits: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Exact per-cell NB/ZINB log-likelihood (as scvi-tools' distributions), for ``(n, genes)`` arrays.
+
+    The log-Gamma terms vanish for zero counts, so they are evaluated on the non-zero entries only,
+    which makes this several times cheaper than :meth:`scvi.distributions.ZeroInflatedNegativeBinomial.log_prob`
+    on sparse single-cell counts.
+
+    Parameters
+    ----------
+    x
+        Counts ``(n, n_genes)``.
+    mu, theta
+        NB means and inverse dispersions (``theta`` broadcastable to ``x``).
+    zi_logits
+        Zero-inflation logits (``None``: NB).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n,)`` log-likelihoods.
+    """
+    ll = count_log_likelihood(x, mu, theta, zi_logits, theta_terms=False)
+    rows, cols = torch.nonzero(x > 0, as_tuple=True)
+    counts = x[rows, cols]
+    th = theta.expand_as(x)[rows, cols]
+    terms = torch.lgamma(counts + th) - torch.lgamma(th) - torch.lgamma(counts + 1)
+    return ll.index_add(0, rows, terms)
+
+
 class DecodedTable:
     """Decoder outputs of a table of latents for one batch, prepared for many likelihood evaluations.
 
@@ -388,7 +419,8 @@ class SpeciesVAE(BaseModuleClass):
     def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0) -> LossOutput:
         """Negative ELBO: reconstruction NLL + ``kl_weight`` x (KL of z + KL of the library)."""
         x = tensors[REGISTRY_KEYS.X_KEY]
-        rec = -generative_outputs["px"].log_prob(x).sum(-1)
+        px = generative_outputs["px"]
+        rec = -count_log_likelihood_exact(x, px.mu, px.theta, getattr(px, "zi_logits", None))
         qz = inference_outputs["qz"]
         kl_z = kl_divergence(qz, Normal(torch.zeros_like(qz.loc), torch.ones_like(qz.scale))).sum(-1)
         ql = inference_outputs["ql"]
