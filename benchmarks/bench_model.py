@@ -95,19 +95,19 @@ def run_seed(seed: int, epochs: int, data: Path, n_top: int) -> dict:
     scs.model.ContextModel.setup_anndata(mouse, batch_key="donor", labels_key=LABELS)
     context = scs.model.ContextModel(mouse)
     with PeakMemory() as mem_context:
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         context.train(**train)
-        t_context = time.perf_counter() - start
+        t_context, c_context = time.perf_counter() - start, time.process_time() - cpu0
     scs.model.TargetModel.setup_anndata(human, batch_key="donor")
     target = scs.model.TargetModel.from_context(context, human)
     with PeakMemory() as mem_target:
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         target.train(**train)
-        t_target = time.perf_counter() - start
+        t_target, c_target = time.perf_counter() - start, time.process_time() - cpu0
     with PeakMemory() as mem_transfer:
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         scs.tl.transfer_labels(target, context, labels_key=LABELS, progress_bar=False)
-        t_transfer = time.perf_counter() - start
+        t_transfer, c_transfer = time.perf_counter() - start, time.process_time() - cpu0
 
     report = scs.tl.evaluate_transfer(human, f"scspecies_{LABELS}", LABELS, context=mouse)
     true = human.obs[LABELS].astype(str).to_numpy()
@@ -136,6 +136,11 @@ def run_seed(seed: int, epochs: int, data: Path, n_top: int) -> dict:
         "ms_per_iteration_context": 1000 * t_context / n_iter_context,
         "ms_per_iteration_target": 1000 * t_target / n_iter_target,
         "transfer_s": t_transfer,
+        "cpu_train_context_s": c_context,
+        "cpu_train_target_s": c_target,
+        "cpu_transfer_s": c_transfer,
+        "cpu_ms_per_iteration_context": 1000 * c_context / n_iter_context,
+        "cpu_ms_per_iteration_target": 1000 * c_target / n_iter_target,
         "peak_rss_gib": max(mem_context.peak, mem_target.peak, mem_transfer.peak),
         "n_genes": [mouse.n_vars, human.n_vars],
         "n_cells": [mouse.n_obs, human.n_obs],
@@ -149,12 +154,23 @@ def main() -> None:
     parser.add_argument("--n-top-genes", type=int, default=4000)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "model.json")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="combine the runs of these result files (one seed each)",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     load_before = os.getloadavg()
     runs = []
-    for seed in args.seeds:
+    merged = [r for path in args.merge or [] for r in json.loads(path.read_text())["runs"]]
+    for seed in [] if args.merge else args.seeds:
         res = run_seed(seed, args.epochs, args.data, args.n_top_genes)
         print(
             f"seed {seed}: balanced accuracy {res['balanced_accuracy']:.3f}, accuracy {res['accuracy']:.3f}, "
@@ -164,7 +180,9 @@ def main() -> None:
             flush=True,
         )
         runs.append(res)
+    runs += merged
     keys = ["balanced_accuracy", "accuracy", "acinar_auroc", "train_total_s", "transfer_s", "peak_rss_gib"]
+    keys += ["cpu_train_context_s", "cpu_train_target_s", "cpu_transfer_s"]
     summary = {
         k: {
             "min": min(r[k] for r in runs),
