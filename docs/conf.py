@@ -108,15 +108,13 @@ if os.environ.get("READTHEDOCS"):
     intersphinx_mapping = {
         "python": ("https://docs.python.org/3", None),
         "anndata": ("https://anndata.readthedocs.io/en/stable/", None),
-        "mudata": ("https://mudata.readthedocs.io/en/latest/", None),
         "scanpy": ("https://scanpy.readthedocs.io/en/stable/", None),
         "scvi": ("https://docs.scvi-tools.org/en/stable/", None),
         "numpy": ("https://numpy.org/doc/stable/", None),
-        "pandas": ("https://pandas.pydata.org/pandas-docs/stable/", None),
+        "pandas": ("https://pandas.pydata.org/docs/", None),
         "scipy": ("https://docs.scipy.org/doc/scipy/", None),
         "matplotlib": ("https://matplotlib.org/stable/", None),
         "torch": ("https://docs.pytorch.org/docs/stable/", None),
-        "lightning": ("https://lightning.ai/docs/pytorch/stable/", None),
     }
 _external = (
     r"(anndata|ad|mudata|md|scanpy|sc|scvi|numpy|np|pandas|pd|scipy|sp|matplotlib|mpl|plt|torch|lightning"
