@@ -43,7 +43,8 @@ def test_evaluate_transfer_errors():
 def demo_pair():
     if not hasattr(scs.datasets, "pancreas") or not hasattr(scs.pp, "homology_neighbors"):
         pytest.skip("datasets.pancreas / pp.homology_neighbors not available")
-    return scs.datasets.pancreas("mouse"), scs.datasets.pancreas("human")
+    # every second cell keeps all major types and halves the run time
+    return scs.datasets.pancreas("mouse")[::2].copy(), scs.datasets.pancreas("human")[::2].copy()
 
 
 def test_end_to_end_demo(demo_pair):
@@ -52,7 +53,7 @@ def test_end_to_end_demo(demo_pair):
 
     scvi.settings.seed = 0
     mouse, human = demo_pair
-    train = {"max_epochs": 8, "enable_progress_bar": False}
+    train = {"max_epochs": 10, "enable_progress_bar": False}
     model.ContextModel.setup_anndata(mouse, batch_key="donor", labels_key="cell_ontology_class")
     context = model.ContextModel(mouse)
     context.train(**train)
@@ -68,4 +69,7 @@ def test_end_to_end_demo(demo_pair):
         human, "scspecies_cell_ontology_class", "cell_ontology_class", context=mouse
     )
     assert report.balanced_accuracy > 0.6, report.recall
-    assert report.accuracy > 0.75
+    assert report.accuracy > 0.8, report.recall
+    novel = human.obs["cell_ontology_class"] == "pancreatic acinar cell"
+    conf = human.obs["scspecies_cell_ontology_class_confidence"]
+    assert conf[novel].mean() < conf[~novel].mean()  # acinar cells (absent in mouse) are less confident

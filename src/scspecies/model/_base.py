@@ -10,10 +10,25 @@ import torch
 from anndata import AnnData
 from scipy import sparse
 from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 
 from ._nn import DEFAULT_LAYER_ORDER, validate_layer_order
 from ._training import SpeciesTrainingPlan
+
+#: ``__init__`` arguments of both models that define the network architecture.
+ARCHITECTURE_KEYS = (
+    "n_latent",
+    "outer_hidden",
+    "inner_hidden",
+    "decoder_hidden",
+    "library_hidden",
+    "layer_order",
+    "gene_likelihood",
+    "dispersion",
+    "use_library_encoder",
+)
 
 
 def library_log_prior(adata: AnnData, layer: str | None, batch_codes: np.ndarray, n_batch: int):
@@ -64,33 +79,47 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
     _training_plan_cls = SpeciesTrainingPlan
 
-    def _module_kwargs_from(
-        self,
-        n_latent: int,
-        outer_hidden: Sequence[int],
-        inner_hidden: Sequence[int],
-        decoder_hidden: Sequence[int],
-        library_hidden: Sequence[int],
-        layer_order: Sequence,
-        gene_likelihood: str,
-        dispersion: str,
-        use_library_encoder: bool,
-    ) -> dict:
+    @classmethod
+    def _register_counts(
+        cls,
+        adata: AnnData,
+        layer: str | None,
+        batch_key: str | None,
+        labels_key: str | None,
+        setup_method_args: dict,
+        extra_fields: Sequence = (),
+        **kwargs,
+    ) -> None:
+        """Check the inputs and register counts, batch, labels and ``extra_fields`` for ``cls``."""
+        for key in (batch_key, labels_key):
+            if key is not None and key not in adata.obs:
+                raise KeyError(f"{key!r} is not a column of adata.obs.")
+        if layer is not None and layer not in adata.layers:
+            raise KeyError(f"{layer!r} is not a layer of adata.")
+        check_counts(adata, layer)
+        fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
+            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
+            *extra_fields,
+        ]
+        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
+
+    def _module_kwargs(self, params: dict) -> dict:
+        """Module arguments from the architecture entries of the model's ``__init__`` arguments."""
         n_batch = self.summary_stats.n_batch
         codes = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel().astype(int)
         layer = self.adata_manager.data_registry[REGISTRY_KEYS.X_KEY].attr_key
         means, variances = library_log_prior(self.adata, layer, codes, n_batch)
+        kwargs = {key: params[key] for key in ARCHITECTURE_KEYS}
+        for key in ("outer_hidden", "inner_hidden", "decoder_hidden", "library_hidden"):
+            kwargs[key] = tuple(kwargs[key])
+        kwargs["layer_order"] = validate_layer_order(kwargs["layer_order"] or DEFAULT_LAYER_ORDER)
         return {
+            **kwargs,
             "n_batch": n_batch,
-            "n_latent": int(n_latent),
-            "outer_hidden": tuple(outer_hidden),
-            "inner_hidden": tuple(inner_hidden),
-            "decoder_hidden": tuple(decoder_hidden),
-            "library_hidden": tuple(library_hidden),
-            "layer_order": validate_layer_order(layer_order or DEFAULT_LAYER_ORDER),
-            "gene_likelihood": gene_likelihood,
-            "dispersion": dispersion,
-            "use_library_encoder": use_library_encoder,
             "library_log_means": torch.as_tensor(means),
             "library_log_vars": torch.as_tensor(variances),
         }

@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from anndata import AnnData
-from scvi import REGISTRY_KEYS
-from scvi.data import AnnDataManager
-from scvi.data.fields import CategoricalObsField, LayerField
 
-from ._base import SpeciesModelBase, check_counts
+from ._base import SpeciesModelBase
 from ._module import SpeciesVAE
 from ._nn import DEFAULT_LAYER_ORDER
 
@@ -73,17 +70,7 @@ class ContextModel(SpeciesModelBase):
         use_library_encoder: bool = True,
     ):
         super().__init__(adata)
-        kwargs = self._module_kwargs_from(
-            n_latent,
-            outer_hidden,
-            inner_hidden,
-            decoder_hidden,
-            library_hidden,
-            layer_order,
-            gene_likelihood,
-            dispersion,
-            use_library_encoder,
-        )
+        kwargs = self._module_kwargs(locals())
         self.module = SpeciesVAE(n_input=self.summary_stats.n_vars, **kwargs)
         self._model_summary_string = (
             f"scspecies ContextModel: n_latent={n_latent}, outer={tuple(outer_hidden)}, "
@@ -122,18 +109,5 @@ class ContextModel(SpeciesModelBase):
         None
             Registers the fields in the AnnData's scvi-tools manager.
         """
-        for key in (batch_key, labels_key):
-            if key is not None and key not in adata.obs:
-                raise KeyError(f"{key!r} is not a column of adata.obs.")
-        if layer is not None and layer not in adata.layers:
-            raise KeyError(f"{layer!r} is not a layer of adata.")
-        check_counts(adata, layer)
         setup_method_args = cls._get_setup_method_args(**locals())
-        fields = [
-            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
-            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
-            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
-        ]
-        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        manager.register_fields(adata, **kwargs)
-        cls.register_manager(manager)
+        cls._register_counts(adata, layer, batch_key, labels_key, setup_method_args, **kwargs)

@@ -8,11 +8,10 @@ import numpy as np
 import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
-from scvi.data import AnnDataManager
-from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField, ObsmField
+from scvi.data.fields import NumericalObsField, ObsmField
 from tqdm.auto import tqdm
 
-from ._base import SpeciesModelBase, check_counts
+from ._base import SpeciesModelBase
 from ._context import ContextModel
 from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, DecodedTable, TargetVAE
 from ._nn import DEFAULT_LAYER_ORDER
@@ -88,17 +87,7 @@ class TargetModel(SpeciesModelBase):
         candidate_z: str = "mean",
     ):
         super().__init__(adata)
-        kwargs = self._module_kwargs_from(
-            n_latent,
-            outer_hidden,
-            inner_hidden,
-            decoder_hidden,
-            library_hidden,
-            layer_order,
-            gene_likelihood,
-            dispersion,
-            use_library_encoder,
-        )
+        kwargs = self._module_kwargs(locals())
         self.module = TargetVAE(
             n_input=self.summary_stats.n_vars,
             n_context_obs=int(n_context_obs),
@@ -151,11 +140,7 @@ class TargetModel(SpeciesModelBase):
         None
             Registers the fields in the AnnData's scvi-tools manager.
         """
-        for key in (batch_key, labels_key):
-            if key is not None and key not in adata.obs:
-                raise KeyError(f"{key!r} is not a column of adata.obs.")
-        if layer is not None and layer not in adata.layers:
-            raise KeyError(f"{layer!r} is not a layer of adata.")
+        setup_method_args = cls._get_setup_method_args(**locals())
         if homology_key is not None:
             needed = [f"obsm[{homology_key + '_neighbors'!r}]", f"obs[{homology_key + '_top_percent'!r}]"]
             present = [f"{homology_key}_neighbors" in adata.obsm, f"{homology_key}_top_percent" in adata.obs]
@@ -165,21 +150,13 @@ class TargetModel(SpeciesModelBase):
                     "run scspecies.pp.translate_genes and scspecies.pp.homology_neighbors(target, context) "
                     "first (or pass homology_key=None to train without alignment)."
                 )
-        check_counts(adata, layer)
-        setup_method_args = cls._get_setup_method_args(**locals())
-        fields = [
-            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
-            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
-            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
-        ]
+        extra = []
         if homology_key is not None:
-            fields += [
+            extra = [
                 ObsmField(NEIGHBORS_KEY, f"{homology_key}_neighbors"),
                 NumericalObsField(TOP_PERCENT_KEY, f"{homology_key}_top_percent"),
             ]
-        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
-        manager.register_fields(adata, **kwargs)
-        cls.register_manager(manager)
+        cls._register_counts(adata, layer, batch_key, labels_key, setup_method_args, extra, **kwargs)
 
     @classmethod
     def from_context(
