@@ -116,7 +116,7 @@ def leiden_per_run(case: str, n_runs: int = 3) -> dict:
 
     graph, _ = load_graph(case)
     payload = GraphPayload.from_adjacency(graph)
-    gamma = 4 * graph.sum() / graph.shape[0] ** 2
+    gamma = float(4 * graph.sum() / graph.shape[0] ** 2)
     ref = make_graph(graph)
     out = {"case": case, "method": "per_run", "n_cells": graph.shape[0], "gamma": gamma}
     start = time.process_time()
@@ -241,7 +241,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         case, method, k_min, k_max = args.child.split(":")
-        print(json.dumps(run_one(case, method, int(k_min), int(k_max))), flush=True)
+        print(json.dumps(run_one(case, method, int(k_min), int(k_max)), default=float), flush=True)
         return
     path = Path(args.output)
     previous = json.loads(path.read_text())["runs"] if path.exists() else []
