@@ -50,6 +50,12 @@ def prepare(path: Path, n_hvg: int, min_type_size: int) -> ad.AnnData:
     return adata
 
 
+def write(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "setup"}, indent=2), flush=True)
+
+
 def timed(store: dict, name: str, func, *args, **kwargs):
     start = time.perf_counter()
     out = func(*args, **kwargs)
@@ -67,6 +73,8 @@ def main() -> None:
     parser.add_argument("--n-hvg", type=int, default=4000)
     parser.add_argument("--figures", type=Path, default=None, help="folder for the PNG figures")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--skip-celltype", action="store_true", help="leave out tl.celltype_similarity")
     parser.add_argument(
         "--models", type=Path, default=None, help="folder to save the trained models to, or load them from"
     )
@@ -96,36 +104,8 @@ def main() -> None:
     n_homologous = len(scs.tl._pair.homologous_genes(target, context)[0])
     print(f"homologous genes: {n_homologous}")
 
-    similar = timed(times, "tl.similar_cells", scs.tl.similar_cells, target, context, 0, labels_key=LABELS)
-    sim = timed(
-        times,
-        "tl.celltype_similarity",
-        scs.tl.celltype_similarity,
-        target,
-        context,
-        LABELS,
-        LABELS,
-        progress_bar=False,
-    )
-    lfc = timed(
-        times, "tl.homologous_lfc", scs.tl.homologous_lfc, target, context, LABELS, LABELS, progress_bar=False
-    )
-    observed = timed(times, "tl.data_lfc", scs.tl.data_lfc, target, context, LABELS, LABELS)
-
     shared = sorted(set(human.obs[LABELS]) & set(mouse.obs[LABELS]))
-    merged = lfc.merge(
-        observed, on=["cell_type", "gene_target", "gene_context"], suffixes=("_model", "_data")
-    )
-    spearman = {
-        t: float(spearmanr(g["lfc_model"], g["lfc_data"]).statistic) for t, g in merged.groupby("cell_type")
-    }
-    spearman_rand = {
-        t: float(spearmanr(g["lfc_rand"], g["lfc_data"]).statistic) for t, g in merged.groupby("cell_type")
-    }
-    best = sim.idxmax(axis=1)
-    matches = {t: str(best[t]) for t in shared}
-    n_match = sum(matches[t] == t for t in shared)
-    median_r = float(np.median(list(spearman.values())))
+    alignment = (target.history or {}).get("alignment_train")
     results = {
         "setup": {
             "context": "Baron mouse",
@@ -139,22 +119,58 @@ def main() -> None:
             "device": "cpu",
             "torch_threads": torch.get_num_threads(),
             "machine": platform.machine(),
+            "alignment_loss_last_epoch": float(alignment.iloc[-1, 0]) if alignment is not None else None,
         },
-        "lfc_spearman_per_type": spearman,
-        "lfc_spearman_median": median_r,
-        "lfc_spearman_permuted_null_median": float(np.median(list(spearman_rand.values()))),
-        "lfc_done": median_r >= 0.7,
-        "celltype_best_match": matches,
-        "celltype_n_matching": n_match,
-        "celltype_share_matching": n_match / len(shared),
-        "celltype_done": n_match >= 6,
-        "similar_cells_top10_labels": similar[LABELS].head(10).tolist(),
-        "similar_cells_target_label": str(human.obs[LABELS].iloc[0]),
         "wall_time_s": times,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in results.items() if k != "setup"}, indent=2))
+    similar = timed(times, "tl.similar_cells", scs.tl.similar_cells, target, context, 0, labels_key=LABELS)
+    results["similar_cells_target_label"] = str(human.obs[LABELS].iloc[0])
+    results["similar_cells_top10_labels"] = similar[LABELS].head(10).tolist()
+
+    lfc = timed(
+        times, "tl.homologous_lfc", scs.tl.homologous_lfc, target, context, LABELS, LABELS, progress_bar=False
+    )
+    observed = timed(times, "tl.data_lfc", scs.tl.data_lfc, target, context, LABELS, LABELS)
+    merged = lfc.merge(
+        observed, on=["cell_type", "gene_target", "gene_context"], suffixes=("_model", "_data")
+    )
+    spearman = {
+        t: float(spearmanr(g["lfc_model"], g["lfc_data"]).statistic) for t, g in merged.groupby("cell_type")
+    }
+    spearman_rand = {
+        t: float(spearmanr(g["lfc_rand"], g["lfc_data"]).statistic) for t, g in merged.groupby("cell_type")
+    }
+    median_r = float(np.median(list(spearman.values())))
+    results.update(
+        lfc_spearman_per_type=spearman,
+        lfc_spearman_median=median_r,
+        lfc_spearman_permuted_null_median=float(np.median(list(spearman_rand.values()))),
+        lfc_done=median_r >= 0.7,
+    )
+    write(results, args.output)
+
+    sim = None
+    if not args.skip_celltype:
+        sim = timed(
+            times,
+            "tl.celltype_similarity",
+            scs.tl.celltype_similarity,
+            target,
+            context,
+            LABELS,
+            LABELS,
+            progress_bar=False,
+        )
+        best = sim.idxmax(axis=1)
+        matches = {t: str(best[t]) for t in shared}
+        n_match = sum(matches[t] == t for t in shared)
+        results.update(
+            celltype_best_match=matches,
+            celltype_n_matching=n_match,
+            celltype_share_matching=n_match / len(shared),
+            celltype_done=n_match >= 6,
+        )
+        write(results, args.output)
 
     if args.figures is not None:
         figures(args.figures, human, mouse, target, context, sim, lfc, observed, similar)
