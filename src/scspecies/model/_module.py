@@ -464,8 +464,15 @@ class SpeciesVAE(BaseModuleClass):
             ``(m, k)`` log-likelihoods up to a per-cell constant.
         """
         m, k, n_lat = z.shape
-        batch_rep = batch_index.reshape(-1).repeat_interleave(k)
-        rho, theta, zi = self.decoder(z.reshape(m * k, n_lat), batch_rep)
+        batch_rep = batch_index.reshape(-1).repeat_interleave(k).to(z.dtype)
+        # decode each distinct (latent, batch) pair once: cells of one type share many candidates
+        pairs, inverse = torch.unique(
+            torch.cat([z.reshape(m * k, n_lat), batch_rep[:, None]], 1), dim=0, return_inverse=True
+        )
+        rho, theta, zi = self.decoder(pairs[:, :n_lat], pairs[:, n_lat])
+        rho = rho[inverse]
+        theta = theta[inverse] if theta.dim() > 1 else theta
+        zi = None if zi is None else zi[inverse]
         shape = (m, k, rho.shape[-1])
         mu = torch.exp(library.reshape(m, 1, 1)) * rho.reshape(shape)
         return count_log_likelihood(
