@@ -132,7 +132,7 @@ def embedding_2d(
     species_key
         Species column of a concatenated AnnData.
     species_names
-        Names of the species (context first), used as panel titles; see :func:`species_views`.
+        Names of the species (context first), used as panel titles.
     layout
         ``"split"``: one panel per species; ``"joint"``: one panel with both species, context drawn
         as circles and target as triangles.

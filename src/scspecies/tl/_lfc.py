@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import sparse
 from scipy.stats import chi2
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # torch is imported where it runs: importing scspecies.tl stays light
+    import torch
 
 from ._pair import (
     batch_codes,
@@ -78,6 +81,8 @@ def _mean_over_batches(
     model, z: np.ndarray, codes: np.ndarray, genes: np.ndarray, chunk: int
 ) -> torch.Tensor:
     """Normalised expression of ``genes`` decoded from ``z``, averaged over the batches ``codes``."""
+    import torch
+
     out = torch.empty(len(z), len(genes))
     for start in range(0, len(z), chunk):
         part = z[start : start + chunk]
@@ -90,6 +95,8 @@ def _mean_over_batches(
 
 def _log2_ratio_stats(rho_t: torch.Tensor, rho_c: torch.Tensor, eps: float, delta: float):
     """Median LFC and P(|LFC| > delta) per gene of paired samples, on expression renormalised to 1."""
+    import torch
+
     norm_t = rho_t / rho_t.sum(dim=1, keepdim=True)
     norm_c = rho_c / rho_c.sum(dim=1, keepdim=True)
     lfc = torch.log2(norm_t + eps) - torch.log2(norm_c + eps)
@@ -182,6 +189,8 @@ def homologous_lfc(
     >>> lfc.query("cell_type == 'beta' and p > 0.9").nlargest(10, "lfc")
     >>> scs.pl.lfc(lfc, "beta")
     """
+    import torch
+
     check_pair(target, context)
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
