@@ -154,7 +154,7 @@ def confusion_matrix(
         annotate = max(values.shape) <= 30
     if annotate:
         arr = values.to_numpy()
-        fmt = "{:.0f}" if normalize or np.allclose(arr, np.round(arr)) else "{:.2g}"
+        fmt = "{:.0f}" if normalize or np.allclose(arr, np.round(arr)) else "{:.3g}"
         texts = {(i, j): fmt.format(arr[i, j]) for i, j in zip(*np.nonzero(arr), strict=True)}
         _annotate(ax_, image, texts, fontsize=7)
     ax_.set_xlabel(xlabel)
