@@ -54,11 +54,13 @@ def test_outputs_match_contract_and_sklearn():
     assert ((agreement >= 0) & (agreement <= 1)).all()
     top = target.obs["homology_top_percent"].to_numpy()
     assert ((top > 0) & (top <= 100)).all()
-    # top_percent: rank by agreement (ties: closer neighbours first) as a percentage
-    np.testing.assert_allclose(np.sort(top), 100 * np.arange(1, 61) / 60)
-    order = np.argsort(top)
-    assert (np.diff(agreement[order]) <= 0).all()
-    assert (top >= [100 * np.mean(agreement > a) for a in agreement]).all()
+    # top_percent: rank by agreement within the voted label (ties: closer neighbours first), in percent
+    voted = target.obs["homology_kind"].to_numpy()
+    for kind in np.unique(voted):
+        mine, a = top[voted == kind], agreement[voted == kind]
+        np.testing.assert_allclose(np.sort(mine), 100 * np.arange(1, len(mine) + 1) / len(mine))
+        assert (np.diff(a[np.argsort(mine)]) <= 0).all()
+        assert (mine >= [100 * np.mean(a > x) for x in a]).all()
     info = target.uns["homology"]
     assert info["target_genes"] == [f"g{j}" for j in range(30)]
     assert info["context_genes"] == [f"G{j}" for j in range(30)]
@@ -134,7 +136,7 @@ def test_label_vote_on_demo_data():
     assert (human.obs.loc[beta, f"homology_{LABELS}"] == "type B pancreatic cell").mean() > 0.75
     # trusted cells (top 20 %) agree more often with their true label than the rest
     trusted = human.obs["homology_top_percent"] <= 20
-    assert 0.19 < trusted.mean() <= 0.2
+    assert 0.15 < trusted.mean() <= 0.2  # 20 % of each voted type (rounded down)
     correct = human.obs[f"homology_{LABELS}"].astype(str) == human.obs[LABELS].astype(str)
     assert correct[trusted].mean() > correct[~trusted].mean()
 
