@@ -103,6 +103,19 @@ def finalize(
     Figure, Axes, list of Axes or None
         The figure when ``return_fig``; otherwise the axes when the figure is not shown,
         ``None`` when it is shown.
+
+    Examples
+    --------
+    A custom plot that follows the scspecies plotting conventions:
+
+    >>> import matplotlib.pyplot as plt
+    >>> import scspecies as scs
+    >>> def curve(values, ax=None, show=None, save=None, return_fig=False):
+    ...     fig, drawn = (ax.figure, ax) if ax is not None else plt.subplots()
+    ...     drawn.plot(values)
+    ...     return scs.pl.finalize(fig, drawn, show, save, return_fig, ax_given=ax is not None)
+    >>> ax = curve([3, 1, 2], show=False)
+    >>> fig = curve([3, 1, 2], save="figures/curve.png", return_fig=True)
     """
     if save is not None:
         path = Path(save)

@@ -13,7 +13,9 @@ from anndata import AnnData
 class TransferReport:
     """Result of :func:`evaluate_transfer`.
 
-    Attributes
+    The parameters are also the attributes of the report.
+
+    Parameters
     ----------
     confusion
         Percentage of the cells of each true type (rows, sorted) given each predicted label (columns,
@@ -28,6 +30,16 @@ class TransferReport:
         Types present in both species (the evaluation set).
     n_cells
         Number of evaluated cells (cells of shared types).
+
+    Examples
+    --------
+    >>> import scspecies as scs
+    >>> report = scs.tl.evaluate_transfer(
+    ...     human, "scspecies_cell_ontology_class", "cell_ontology_class", context=mouse
+    ... )
+    >>> report.balanced_accuracy, report.accuracy, report.n_cells
+    >>> report.recall.sort_values().head()
+    >>> scs.pl.confusion_matrix(report.confusion)
     """
 
     confusion: pd.DataFrame
@@ -44,6 +56,12 @@ class TransferReport:
         -------
         dict
             The figures with the recall as a ``{type: recall}`` mapping.
+
+        Examples
+        --------
+        >>> import json
+        >>> report = scs.tl.evaluate_transfer(human, "scspecies_cell_ontology_class", "cell_ontology_class")
+        >>> json.dumps(report.to_dict(), indent=2)
         """
         return {
             "balanced_accuracy": self.balanced_accuracy,
