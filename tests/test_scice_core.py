@@ -120,3 +120,20 @@ def test_graph_payload_keeps_each_undirected_edge_once_and_seeds_reproduce():
     jobs = [(0.05, s, 3, None) for s in seeds]
     first, again = runner.run(jobs), runner.run(jobs)
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_refinement_stops_once_every_survivor_reproduces_its_labels():
+    from scspecies.tl._scice_leiden import GraphPayload, LeidenRunner
+    from scspecies.tl._scice_search import TargetOptimizer
+
+    # two 6-cliques and a vertex tied to both: cold runs disagree on it, warm starts keep it
+    adj = np.zeros((13, 13))
+    adj[:6, :6] = adj[6:12, 6:12] = 1
+    adj[12, [0, 6]] = adj[[0, 6], 12] = 1
+    np.fill_diagonal(adj, 0)
+    runner = LeidenRunner(GraphPayload.from_adjacency(sp.csr_matrix(adj)), "CPM", 0.01, 1)
+    optimizer = TargetOptimizer(runner, 0, 30, 5, 50, 1.15, 1)
+    result = optimizer.optimize(2, (0.05, 0.12), 1.0)
+    assert result.status == "kept"
+    assert result.best.ic > 1.0  # not stopped by a perfect IC
+    assert result.n_iterations == 10  # grid + one refinement round, far below max_iterations

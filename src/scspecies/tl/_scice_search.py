@@ -403,7 +403,8 @@ class TargetOptimizer:
                 for old, new in zip(survivors, refined, strict=True)
             )
             candidates = refined
-            if unchanged and len(refined) == 1:
+            if unchanged:
+                # every survivor reproduced its labels: the ranking is settled
                 break
         result.best = _ranked(candidates, k)[0]
         result.n_iterations = iterations
