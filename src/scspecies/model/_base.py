@@ -160,6 +160,11 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         -------
         None
             The training history is in :attr:`history`.
+
+        Examples
+        --------
+        >>> context.train(max_epochs=40, batch_size=128, lr=1e-3)
+        >>> context.history["elbo_train"].tail()
         """
         plan = {
             "n_epochs_kl_warmup": n_epochs_kl_warmup,
@@ -206,6 +211,12 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         -------
         numpy.ndarray
             ``(n_cells, outer_hidden[-1])``.
+
+        Examples
+        --------
+        >>> inter = context.get_intermediate_representation()
+        >>> inter.shape  # (n_cells, outer_hidden[-1])
+        (1886, 300)
         """
         self._check_if_trained(warn=False)
         return self._encoded("inter", adata, indices, batch_size)
@@ -245,6 +256,18 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         -------
         dict
             ``"rho"``: ``(n, n_genes)`` normalised expression (rows sum to 1); ``"mu"``: ``rho * library``.
+
+        Examples
+        --------
+        >>> z = context.get_latent_representation()[:5]
+        >>> out = context.decode_expression(z, batch=mouse.obs["donor"].to_numpy()[:5])
+        >>> out["rho"].sum(axis=1)  # normalised expression: every row sums to 1
+        >>> out["mu"].shape  # (5, n_mouse_genes), rho * 1e4
+        (5, 4313)
+
+        The same context latents decoded by the target (human) decoder, as one human donor:
+
+        >>> human_mu = target.decode_expression(z, batch=human.obs["donor"].iloc[0], library=5e3)["mu"]
         """
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.module.n_latent:
@@ -282,6 +305,12 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         Returns
         -------
         The loaded model.
+
+        Examples
+        --------
+        >>> context.save("models/context", save_anndata=True, overwrite=True)
+        >>> context = scs.model.ContextModel.load("models/context")
+        >>> context = scs.model.ContextModel.load("models/context", adata=mouse)  # same genes as at training
         """
         if isinstance(adata, AnnData):
             path = Path(dir_path) / f"{prefix or ''}model.pt"

@@ -108,6 +108,13 @@ class ContextModel(SpeciesModelBase):
         -------
         None
             Registers the fields in the AnnData's scvi-tools manager.
+
+        Examples
+        --------
+        >>> import scspecies as scs
+        >>> mouse = scs.datasets.pancreas("mouse")
+        >>> scs.model.ContextModel.setup_anndata(mouse, batch_key="donor", labels_key="cell_ontology_class")
+        >>> context = scs.model.ContextModel(mouse)
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         cls._register_counts(adata, layer, batch_key, labels_key, setup_method_args, **kwargs)

@@ -312,6 +312,17 @@ class SpeciesVAE(BaseModuleClass):
         Infer the library size (True) or use the observed total counts (False).
     library_log_means, library_log_vars
         Per-batch mean and variance of the log library sizes (prior of the library encoder).
+
+    Examples
+    --------
+    The module of a context model is ``context.module``; built directly:
+
+    >>> import torch
+    >>> import scspecies as scs
+    >>> vae = scs.model.SpeciesVAE(n_input=2000, n_batch=2, n_latent=10)
+    >>> x = torch.poisson(torch.full((8, 2000), 0.5))
+    >>> vae.inference(x, torch.zeros(8, 1))["z"].shape
+    torch.Size([8, 10])
     """
 
     def __init__(
@@ -371,7 +382,31 @@ class SpeciesVAE(BaseModuleClass):
         return Normal(self.library_log_means[b][:, None], self.library_log_vars[b][:, None].sqrt())
 
     def encode(self, x: torch.Tensor, batch_index: torch.Tensor) -> dict:
-        """Deterministic part of the inference: intermediate representation and posteriors."""
+        """Deterministic part of the inference: intermediate representation and posteriors.
+
+        Parameters
+        ----------
+        x
+            Counts ``(n_cells, n_genes)``.
+        batch_index
+            Batch codes ``(n_cells, 1)``.
+
+        Returns
+        -------
+        dict
+            ``"inter"``: outer encoder output ``(n_cells, outer_hidden[-1])``; ``"qz"``: Gaussian
+            posterior of the latent; ``"ql"``: Gaussian posterior of the log library size (``None``
+            without library encoder); ``"library_mean"``: its mean, or the observed log total counts
+            without library encoder, ``(n_cells, 1)``.
+
+        Examples
+        --------
+        >>> x = torch.as_tensor(mouse.X[:8].toarray())
+        >>> batch_index = torch.as_tensor(mouse.obs["donor"].cat.codes.to_numpy()[:8, None])
+        >>> out = context.module.encode(x, batch_index)
+        >>> out["qz"].loc.shape, out["inter"].shape
+        (torch.Size([8, 10]), torch.Size([8, 300]))
+        """
         x_log = torch.log1p(x)
         inter = self.outer_encoder(x_log, batch_index)
         qz = self.inner_encoder(inter)
@@ -386,7 +421,30 @@ class SpeciesVAE(BaseModuleClass):
 
     @auto_move_data
     def inference(self, x: torch.Tensor, batch_index: torch.Tensor, n_samples: int = 1) -> dict:
-        """Encode counts: ``inter`` (outer encoder output), ``qz``, ``z``, ``ql`` and log ``library``."""
+        """Encode counts: ``inter`` (outer encoder output), ``qz``, ``z``, ``ql`` and log ``library``.
+
+        Parameters
+        ----------
+        x
+            Counts ``(n_cells, n_genes)``.
+        batch_index
+            Batch codes ``(n_cells, 1)``.
+        n_samples
+            Number of posterior draws of ``z`` and ``library`` (a leading axis when above 1).
+
+        Returns
+        -------
+        dict
+            The outputs of :meth:`encode` plus ``"z"``, a draw from ``qz`` (``(n_cells, n_latent)``, or
+            ``(n_samples, n_cells, n_latent)``), and ``"library"``, the log library size (a draw from
+            ``ql``, or the observed log total counts).
+
+        Examples
+        --------
+        >>> out = context.module.inference(x, batch_index, n_samples=3)
+        >>> out["z"].shape
+        torch.Size([3, 8, 10])
+        """
         out = self.encode(x, batch_index)
         shape = () if n_samples == 1 else (n_samples,)
         out["z"] = out["qz"].rsample(shape)
@@ -405,7 +463,34 @@ class SpeciesVAE(BaseModuleClass):
         batch_index: torch.Tensor,
         transform_batch: int | None = None,
     ) -> dict:
-        """Decode ``z`` into the count distribution ``px`` (scale = normalised expression)."""
+        """Decode ``z`` into the count distribution ``px`` (scale = normalised expression).
+
+        Parameters
+        ----------
+        z
+            Latents ``(n_cells, n_latent)``.
+        library
+            Log library sizes ``(n_cells, 1)``.
+        batch_index
+            Batch codes ``(n_cells, 1)``.
+        transform_batch
+            Decode every cell as if it came from this batch (code) instead of its own.
+
+        Returns
+        -------
+        dict
+            ``"px"``: zero-inflated negative binomial (negative binomial for ``gene_likelihood="nb"``)
+            distribution with mean ``exp(library) * rho``; ``"rho"``: normalised expression (sums to 1
+            per cell); ``"theta"``: inverse dispersions; ``"zi_logits"``: zero-inflation logits
+            (``None`` for NB).
+
+        Examples
+        --------
+        >>> inference = context.module.inference(x, batch_index)
+        >>> out = context.module.generative(inference["z"], inference["library"], batch_index, transform_batch=0)
+        >>> out["px"].mean.shape
+        torch.Size([8, 4313])
+        """
         if transform_batch is not None:
             batch_index = torch.full_like(batch_index, int(transform_batch))
         rho, theta, zi = self.decoder(z, batch_index)
@@ -417,7 +502,35 @@ class SpeciesVAE(BaseModuleClass):
         return {"px": px, "rho": rho, "theta": theta, "zi_logits": zi}
 
     def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0) -> LossOutput:
-        """Negative ELBO: reconstruction NLL + ``kl_weight`` x (KL of z + KL of the library)."""
+        """Negative ELBO: reconstruction NLL + ``kl_weight`` x (KL of z + KL of the library).
+
+        Parameters
+        ----------
+        tensors
+            Minibatch with the counts (``REGISTRY_KEYS.X_KEY``) and batch codes
+            (``REGISTRY_KEYS.BATCH_KEY``).
+        inference_outputs
+            Output of :meth:`inference`.
+        generative_outputs
+            Output of :meth:`generative`.
+        kl_weight
+            Weight of the KL terms (ramped up by the training plan).
+
+        Returns
+        -------
+        scvi.module.base.LossOutput
+            The mean loss over the cells, the per-cell reconstruction loss and the per-cell KL terms
+            (``kl_local["kl_divergence_z"]``, ``kl_local["kl_divergence_l"]``).
+
+        Examples
+        --------
+        Calling the module runs :meth:`inference`, :meth:`generative` and this loss:
+
+        >>> tensors = {REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.BATCH_KEY: batch_index}
+        >>> inference, generative, loss = context.module(tensors, loss_kwargs={"kl_weight": 1.0})
+        >>> loss.reconstruction_loss["reconstruction_loss"].shape
+        torch.Size([8])
+        """
         x = tensors[REGISTRY_KEYS.X_KEY]
         px = generative_outputs["px"]
         rec = -count_log_likelihood_exact(x, px.mu, px.theta, getattr(px, "zi_logits", None))
@@ -437,7 +550,26 @@ class SpeciesVAE(BaseModuleClass):
 
     @torch.inference_mode()
     def sample(self, tensors, n_samples: int = 1) -> torch.Tensor:
-        """Draw counts from the posterior predictive distribution."""
+        """Draw counts from the posterior predictive distribution.
+
+        Parameters
+        ----------
+        tensors
+            Minibatch with the counts and batch codes (as for :meth:`loss`).
+        n_samples
+            Number of posterior draws (a leading axis when above 1).
+
+        Returns
+        -------
+        torch.Tensor
+            Sampled counts ``(n_cells, n_genes)``, or ``(n_samples, n_cells, n_genes)``, on the CPU.
+
+        Examples
+        --------
+        >>> counts = context.module.sample({REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.BATCH_KEY: batch_index})
+        >>> counts.shape
+        torch.Size([8, 4313])
+        """
         _, gen = self.forward(tensors, inference_kwargs={"n_samples": n_samples}, compute_loss=False)
         return gen["px"].sample().cpu()
 
@@ -462,6 +594,19 @@ class SpeciesVAE(BaseModuleClass):
         -------
         torch.Tensor
             ``(m, k)`` log-likelihoods up to a per-cell constant.
+
+        Examples
+        --------
+        Score the 25 closest data-level neighbours (context latents) of 8 human cells under the target
+        decoder:
+
+        >>> x = torch.as_tensor(human.X[:8].toarray())
+        >>> batch_index = torch.as_tensor(human.obs["donor"].cat.codes.to_numpy()[:8, None])
+        >>> library = target.module.encode(x, batch_index)["library_mean"]
+        >>> neighbors = human.obsm["homology_neighbors"][:8, :25]
+        >>> z = torch.as_tensor(context.get_latent_representation()[neighbors])
+        >>> target.module.candidate_log_likelihood(x, z, batch_index, library).shape
+        torch.Size([8, 25])
         """
         m, k, n_lat = z.shape
         batch_rep = batch_index.reshape(-1).repeat_interleave(k).to(z.dtype)
@@ -498,6 +643,8 @@ class TargetVAE(SpeciesVAE):
         Number of target genes.
     n_context_obs
         Number of context cells (rows of the context buffers).
+    n_obs
+        Number of target cells (size of the ``partner`` buffer, see :meth:`update_partners`).
     alignment
         ``"inter"`` (align outer encoder outputs) or ``"latent"`` (align latent means).
     freeze_inner
@@ -510,12 +657,22 @@ class TargetVAE(SpeciesVAE):
         ``"mean"``: decode each candidate's latent mean; ``"sample"``: a draw from its posterior.
     **kwargs
         Architecture arguments of :class:`SpeciesVAE`.
+
+    Examples
+    --------
+    The module of a target model is ``target.module``; built directly (the context buffers are
+    filled by ``TargetModel.from_context``):
+
+    >>> vae = scs.model.TargetVAE(n_input=2000, n_context_obs=1886, n_obs=2142, n_batch=4)
+    >>> vae.context_rep.shape  # outer encoder outputs of the context cells (alignment="inter")
+    torch.Size([1886, 300])
     """
 
     def __init__(
         self,
         n_input: int,
         n_context_obs: int,
+        n_obs: int = 0,
         alignment: str = "inter",
         freeze_inner: bool = True,
         k_neigh: int = 25,
@@ -537,47 +694,144 @@ class TargetVAE(SpeciesVAE):
         self.register_buffer("context_qz_mean", torch.zeros(n_context_obs, self.n_latent))
         self.register_buffer("context_qz_var", torch.ones(n_context_obs, self.n_latent))
         self.register_buffer("context_rep", torch.zeros(n_context_obs, rep_dim))
+        # alignment partner (context row) of each target cell, chosen during training; not saved
+        self.register_buffer("partner", torch.full((n_obs,), -1, dtype=torch.long), persistent=False)
         if freeze_inner:
             self.inner_encoder.requires_grad_(False)
 
     def train(self, mode: bool = True):
-        """Set the training mode; a frozen inner encoder always stays in evaluation mode."""
+        """Set the training mode; a frozen inner encoder always stays in evaluation mode.
+
+        Parameters
+        ----------
+        mode
+            Training (True) or evaluation (False) mode, as :meth:`torch.nn.Module.train`.
+
+        Returns
+        -------
+        TargetVAE
+            The module itself.
+
+        Examples
+        --------
+        >>> module = target.module.train()  # alignment="inter": the inner encoder is frozen
+        >>> module.training, module.inner_encoder.training
+        (True, False)
+        """
         super().train(mode)
         if self.freeze_inner:
             self.inner_encoder.eval()
         return self
 
-    def alignment_distance(self, tensors: dict, inference_outputs: dict) -> torch.Tensor:
-        """Squared distance of each trusted target cell to its best context candidate (0 elsewhere).
+    @torch.no_grad()
+    def update_partners(self, tensors: dict) -> int:
+        """Choose the alignment partner of the trusted target cells of a minibatch.
 
-        The candidates are the cell's first ``k_neigh`` data-level neighbours; the best one is the
-        candidate whose latent, decoded by this (target) decoder, explains the cell's counts best.
+        The candidates of a cell are its first ``k_neigh`` data-level neighbours; its partner is the
+        candidate whose latent, decoded by this (target) decoder, explains the cell's counts best. The
+        choice is stored in the ``partner`` buffer (context row per target cell, ``-1``: not aligned).
+
+        Parameters
+        ----------
+        tensors
+            Minibatch with the counts, batch, cell indices, neighbours and ``top_percent`` of the cells.
+
+        Returns
+        -------
+        int
+            Number of cells whose partner was chosen.
+
+        Examples
+        --------
+        The training plan calls it on the trusted cells at the start of every ``partner_refresh``-th
+        epoch; by hand, for the first 8 human cells:
+
+        >>> tensors = {
+        ...     REGISTRY_KEYS.X_KEY: torch.as_tensor(human.X[:8].toarray()),
+        ...     REGISTRY_KEYS.BATCH_KEY: torch.as_tensor(human.obs["donor"].cat.codes.to_numpy()[:8, None]),
+        ...     REGISTRY_KEYS.INDICES_KEY: torch.arange(8)[:, None],
+        ...     "homology_neighbors": torch.as_tensor(human.obsm["homology_neighbors"][:8]),
+        ...     "homology_top_percent": torch.as_tensor(human.obs["homology_top_percent"].to_numpy()[:8, None]),
+        ... }
+        >>> n_trusted = target.module.update_partners(tensors)
+        >>> target.module.partner[:8]  # context row of each cell's partner, -1: not aligned
         """
-        top = tensors[TOP_PERCENT_KEY].reshape(-1)
-        mask = top <= self.top_percent
-        rep = inference_outputs["inter"] if self.alignment == "inter" else inference_outputs["qz"].loc
-        dist = torch.zeros(rep.shape[0], device=rep.device, dtype=rep.dtype)
+        mask = tensors[TOP_PERCENT_KEY].reshape(-1) <= self.top_percent
         if not bool(mask.any()):
-            return dist
-        with torch.no_grad():
-            idx = tensors[NEIGHBORS_KEY][mask][:, : self.k_neigh].long()
-            z = self.context_qz_mean[idx]
-            if self.candidate_z == "sample":
-                z = z + self.context_qz_var[idx].sqrt() * torch.randn_like(z)
-            ll = self.candidate_log_likelihood(
-                tensors[REGISTRY_KEYS.X_KEY][mask],
-                z,
-                tensors[REGISTRY_KEYS.BATCH_KEY][mask],
-                inference_outputs["library_mean"][mask],
-            )
-            best = idx.gather(1, ll.argmax(dim=1, keepdim=True)).squeeze(1)
-        dist[mask] = ((rep[mask] - self.context_rep[best]) ** 2).sum(-1)
+            return 0
+        x = tensors[REGISTRY_KEYS.X_KEY][mask]
+        batch_index = tensors[REGISTRY_KEYS.BATCH_KEY][mask]
+        idx = tensors[NEIGHBORS_KEY][mask][:, : self.k_neigh].long()
+        z = self.context_qz_mean[idx]
+        if self.candidate_z == "sample":
+            z = z + self.context_qz_var[idx].sqrt() * torch.randn_like(z)
+        library = self.encode(x, batch_index)["library_mean"]
+        ll = self.candidate_log_likelihood(x, z, batch_index, library)
+        cells = tensors[REGISTRY_KEYS.INDICES_KEY].reshape(-1).long()[mask]
+        self.partner[cells] = idx.gather(1, ll.argmax(dim=1, keepdim=True)).squeeze(1)
+        return int(mask.sum())
+
+    def alignment_distance(self, tensors: dict, inference_outputs: dict) -> torch.Tensor:
+        """Squared distance of each aligned target cell to its partner's representation (0 elsewhere).
+
+        Parameters
+        ----------
+        tensors
+            Minibatch with the cell indices.
+        inference_outputs
+            Output of :meth:`inference` for the minibatch.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n_cells,)`` squared distances (zero for cells without partner, see :meth:`update_partners`).
+
+        Examples
+        --------
+        With ``tensors`` as in :meth:`update_partners` (partners chosen):
+
+        >>> inference = target.module.inference(tensors[REGISTRY_KEYS.X_KEY], tensors[REGISTRY_KEYS.BATCH_KEY])
+        >>> target.module.alignment_distance(tensors, inference).shape
+        torch.Size([8])
+        """
+        rep = inference_outputs["inter"] if self.alignment == "inter" else inference_outputs["qz"].loc
+        partner = self.partner[tensors[REGISTRY_KEYS.INDICES_KEY].reshape(-1).long()]
+        mask = partner >= 0
+        dist = torch.zeros(rep.shape[0], device=rep.device, dtype=rep.dtype)
+        dist[mask] = ((rep[mask] - self.context_rep[partner[mask]]) ** 2).sum(-1)
         return dist
 
     def loss(
         self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0, eta: float = 0.0
     ) -> LossOutput:
-        """Negative ELBO plus ``eta`` x the mean alignment distance of the minibatch."""
+        """Negative ELBO plus ``eta`` x the mean alignment distance of the minibatch.
+
+        Parameters
+        ----------
+        tensors
+            Minibatch with the counts and batch codes and, for the alignment term, the cell indices
+            (``REGISTRY_KEYS.INDICES_KEY``) and data-level neighbours.
+        inference_outputs, generative_outputs
+            Outputs of :meth:`inference` and :meth:`generative`.
+        kl_weight
+            Weight of the KL terms.
+        eta
+            Weight of the alignment term; ``0``, or a minibatch without neighbours, gives the ELBO of
+            :meth:`SpeciesVAE.loss`.
+
+        Returns
+        -------
+        scvi.module.base.LossOutput
+            As :meth:`SpeciesVAE.loss`, with the mean alignment distance in
+            ``extra_metrics["alignment"]`` (in the history as ``alignment_train``).
+
+        Examples
+        --------
+        With ``tensors`` as in :meth:`update_partners`:
+
+        >>> inference, generative, loss = target.module(tensors, loss_kwargs={"eta": 25.0})
+        >>> loss.extra_metrics["alignment"]
+        """
         out = super().loss(tensors, inference_outputs, generative_outputs, kl_weight=kl_weight)
         if eta <= 0 or NEIGHBORS_KEY not in tensors:
             return out

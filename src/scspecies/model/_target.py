@@ -91,6 +91,7 @@ class TargetModel(SpeciesModelBase):
         self.module = TargetVAE(
             n_input=self.summary_stats.n_vars,
             n_context_obs=int(n_context_obs),
+            n_obs=self.summary_stats.n_cells,
             alignment=alignment,
             freeze_inner=alignment == "inter",
             k_neigh=int(k_neigh),
@@ -132,6 +133,8 @@ class TargetModel(SpeciesModelBase):
             ``key_added`` of :func:`scspecies.pp.homology_neighbors`: registers
             ``obsm["<key>_neighbors"]`` and ``obs["<key>_top_percent"]`` so that minibatches carry them.
             ``None`` registers no neighbours (the model can then be trained without alignment only).
+            Otherwise ``obs["_indices"]`` (the cell positions, as in scvi-tools' DestVI and MrVI) is
+            added and registered, so that training can remember each cell's alignment partner.
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
 
@@ -139,6 +142,12 @@ class TargetModel(SpeciesModelBase):
         -------
         None
             Registers the fields in the AnnData's scvi-tools manager.
+
+        Examples
+        --------
+        >>> scs.pp.translate_genes(human, "human", "mouse")
+        >>> scs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
+        >>> scs.model.TargetModel.setup_anndata(human, batch_key="donor", labels_key="cell_ontology_class")
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         if homology_key is not None:
@@ -152,9 +161,11 @@ class TargetModel(SpeciesModelBase):
                 )
         extra = []
         if homology_key is not None:
+            adata.obs["_indices"] = np.arange(adata.n_obs)
             extra = [
                 ObsmField(NEIGHBORS_KEY, f"{homology_key}_neighbors"),
                 NumericalObsField(TOP_PERCENT_KEY, f"{homology_key}_top_percent"),
+                NumericalObsField(REGISTRY_KEYS.INDICES_KEY, "_indices"),
             ]
         cls._register_counts(adata, layer, batch_key, labels_key, setup_method_args, extra, **kwargs)
 
@@ -200,6 +211,15 @@ class TargetModel(SpeciesModelBase):
         -------
         TargetModel
             The untrained target model, holding copies of everything it needs from the context.
+
+        Examples
+        --------
+        >>> target = scs.model.TargetModel.from_context(context, human, alignment="inter", k_neigh=25)
+        >>> target.homologous_genes_[0][:5]  # target genes shared with the context through orthologs
+
+        ``alignment="latent"`` trains a copy of the inner encoder and aligns latent means:
+
+        >>> latent_target = scs.model.TargetModel.from_context(context, human, alignment="latent")
         """
         if not isinstance(context, ContextModel):
             raise TypeError(f"context must be a ContextModel, got {type(context).__name__}.")
@@ -281,10 +301,17 @@ class TargetModel(SpeciesModelBase):
         eta_start: float = 10.0,
         eta_max: float = 25.0,
         n_epochs_eta_warmup: int = 10,
+        partner_refresh: int = 5,
         plan_kwargs: dict | None = None,
         **kwargs,
     ):
         """Train the target model; the alignment weight ``eta`` ramps from ``eta_start`` to ``eta_max``.
+
+        Each trusted target cell (``top_percent`` of :meth:`from_context`) is pulled towards its
+        *partner*: the one of its ``k_neigh`` data-level neighbours whose latent, decoded by the target
+        decoder, best explains its counts. Partners are chosen at the first epoch and anew every
+        ``partner_refresh`` epochs as the decoder improves (scSpecies chooses at every step, which costs
+        more than the rest of the training step; the choice changes little from one epoch to the next).
 
         Parameters
         ----------
@@ -293,6 +320,8 @@ class TargetModel(SpeciesModelBase):
         eta_start, eta_max, n_epochs_eta_warmup
             Linear ramp of the alignment weight (scSpecies: 10 -> 25 over 10 epochs); ``eta_max=0``
             trains without alignment.
+        partner_refresh
+            Epochs between two choices of the alignment partners.
         plan_kwargs
             More training-plan arguments.
         **kwargs
@@ -302,6 +331,16 @@ class TargetModel(SpeciesModelBase):
         -------
         None
             The training history (with ``alignment_train``) is in :attr:`history`.
+
+        Examples
+        --------
+        >>> target.train(max_epochs=40, eta_start=10.0, eta_max=25.0, partner_refresh=5)
+        >>> target.history["alignment_train"].tail()
+
+        Without alignment, for comparison:
+
+        >>> baseline = scs.model.TargetModel.from_context(context, human)
+        >>> baseline.train(max_epochs=40, eta_max=0)
         """
         if eta_max > 0 and self.homologous_genes_ is None:
             raise ValueError(
@@ -315,9 +354,22 @@ class TargetModel(SpeciesModelBase):
             "eta_start": eta_start,
             "eta_max": eta_max,
             "n_epochs_eta_warmup": n_epochs_eta_warmup,
+            "partner_refresh": partner_refresh,
+            "partner_loader": self._partner_loader() if eta_max > 0 else None,
             **(plan_kwargs or {}),
         }
         return super().train(max_epochs=max_epochs, plan_kwargs=plan, **kwargs)
+
+    def _partner_loader(self):
+        """Data loader over the target cells that are aligned (``top_percent`` below the threshold)."""
+        top = np.asarray(self.get_from_registry(self.adata, TOP_PERCENT_KEY)).ravel()
+        aligned = np.flatnonzero(top <= self.module.top_percent)
+        if len(aligned) == 0:
+            raise ValueError(
+                f"No target cell has homology_top_percent <= top_percent={self.module.top_percent}: "
+                "nothing to align."
+            )
+        return self._make_data_loader(adata=self.adata, indices=aligned, batch_size=256)
 
     # --- likelihood-based similarity ---------------------------------------------------------------
     @torch.inference_mode()
@@ -330,62 +382,60 @@ class TargetModel(SpeciesModelBase):
         use_table: bool,
         progress_bar: bool = False,
     ) -> np.ndarray:
-        """Similarity of target cells ``indices`` to rows ``candidates`` (per cell) of ``z_table``."""
+        """Similarity of target cells ``indices`` to rows ``candidates`` (per cell) of ``z_table``.
+
+        Cells are processed one batch (of the data) at a time, so that at most one decoded table is
+        held in memory.
+        """
         module = self.module
         module.eval()
         device = self.device
         table = torch.as_tensor(np.asarray(z_table, dtype=np.float32), device=device)
-        cand = torch.as_tensor(np.asarray(candidates, dtype=np.int64), device=device)
-        k = cand.shape[1]
+        k = candidates.shape[1]
         use_table = use_table and table.shape[0] * module.n_input <= _TABLE_LIMIT
-        # cells of one batch together, so that each chunk reuses one decoded table
-        codes_all = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel()[indices]
-        perm = np.argsort(codes_all, kind="stable")
-        indices, cand = indices[perm], cand[torch.as_tensor(perm, device=device)]
-        loader_kwargs = {"adata": self.adata, "indices": indices, "batch_size": batch_size or 256}
-        # pass 1: own latent, library and log-likelihood of every cell
-        own, libs = [], []
-        for tensors in self._make_data_loader(**loader_kwargs):
-            x = tensors[REGISTRY_KEYS.X_KEY].to(device)
-            b = tensors[REGISTRY_KEYS.BATCH_KEY].to(device).reshape(-1).long()
-            enc = module.encode(x, b)
-            lib = enc["library_mean"].reshape(-1)
-            own.append(module.candidate_log_likelihood(x, enc["qz"].loc[:, None, :], b, lib)[:, 0])
-            libs.append(lib)
-        own, libs = torch.cat(own), torch.cat(libs)
-        codes = torch.as_tensor(codes_all[perm].astype(np.int64), device=device)
-        decoded: dict[int, DecodedTable] = {}
-        if use_table:
-            for code in torch.unique(codes).tolist():
-                rho, theta, zi = module.decoder(table, torch.full((table.shape[0],), code, device=device))
-                decoded[code] = DecodedTable(
-                    rho, theta, zi, module.dispersion == "gene-cell", libs[codes == code]
+        step = max(1, _CHUNK_ELEMENTS // max(1, k * (module.n_input // 4 if use_table else module.n_input)))
+        codes = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel()[indices].astype(np.int64)
+        result = np.empty((len(indices), k), dtype=np.float32)
+        bar = tqdm(total=len(indices), desc="likelihood similarity", disable=not progress_bar)
+        for code in np.unique(codes):
+            rows = np.flatnonzero(codes == code)
+            loader = self._make_data_loader(
+                adata=self.adata, indices=indices[rows], batch_size=batch_size or 256
+            )
+            # pass 1: own latent, library and log-likelihood of every cell of this batch
+            own, libs = [], []
+            for tensors in loader:
+                x = tensors[REGISTRY_KEYS.X_KEY].to(device)
+                b = torch.full((x.shape[0],), int(code), device=device)
+                enc = module.encode(x, b)
+                lib = enc["library_mean"].reshape(-1)
+                own.append(module.candidate_log_likelihood(x, enc["qz"].loc[:, None, :], b, lib)[:, 0])
+                libs.append(lib)
+            own, libs = torch.cat(own), torch.cat(libs)
+            decoded = None
+            if use_table:
+                rho, theta, zi = module.decoder(
+                    table, torch.full((table.shape[0],), int(code), device=device)
                 )
-        # pass 2: candidates, in chunks of at most _CHUNK_ELEMENTS (cells x candidates x genes)
-        step = max(
-            1, _CHUNK_ELEMENTS // max(1, k * (module.n_input if not use_table else module.n_input // 4))
-        )
-        out = torch.empty(len(indices), k)
-        pos = 0
-        for tensors in tqdm(
-            self._make_data_loader(**loader_kwargs), desc="likelihood similarity", disable=not progress_bar
-        ):
-            x_all = tensors[REGISTRY_KEYS.X_KEY].to(device)
-            for s in range(0, x_all.shape[0], step):
-                x = x_all[s : s + step]
-                sl = slice(pos + s, pos + s + x.shape[0])
-                b, lib, idx = codes[sl], libs[sl], cand[sl]
-                if not use_table:
-                    ll = module.candidate_log_likelihood(x, table[idx], b, lib)
-                else:
-                    ll = torch.empty(idx.shape, device=device)
-                    for code in torch.unique(b).tolist():
-                        rows = b == code
-                        ll[rows] = decoded[code].log_likelihood(x[rows], lib[rows], idx[rows])
-                out[sl] = (ll - own[sl, None]).cpu()
-            pos += x_all.shape[0]
-        result = np.empty(out.shape, dtype=np.float32)
-        result[perm] = out.numpy()
+                decoded = DecodedTable(rho, theta, zi, module.dispersion == "gene-cell", libs)
+            # pass 2: candidates, in chunks of at most _CHUNK_ELEMENTS (cells x candidates x genes)
+            pos = 0
+            for tensors in loader:
+                x_all = tensors[REGISTRY_KEYS.X_KEY].to(device)
+                for s in range(0, x_all.shape[0], step):
+                    x = x_all[s : s + step]
+                    sl = slice(pos + s, pos + s + x.shape[0])
+                    idx = torch.as_tensor(candidates[rows[sl]], dtype=torch.int64, device=device)
+                    if decoded is None:
+                        b = torch.full((x.shape[0],), int(code), device=device)
+                        ll = module.candidate_log_likelihood(x, table[idx], b, libs[sl])
+                    else:
+                        ll = decoded.log_likelihood(x, libs[sl], idx)
+                    result[rows[sl]] = (ll - own[sl, None]).cpu().numpy()
+                pos += x_all.shape[0]
+                bar.update(x_all.shape[0])
+            del decoded
+        bar.close()
         return result
 
     def likelihood_similarity(
@@ -414,6 +464,18 @@ class TargetModel(SpeciesModelBase):
         -------
         numpy.ndarray
             ``(n_cells, k)`` similarities.
+
+        Examples
+        --------
+        Score the 25 closest data-level neighbours of every human cell and keep the best one:
+
+        >>> neighbors = human.obsm["homology_neighbors"][:, :25]
+        >>> z_mouse = context.get_latent_representation()
+        >>> similarity = target.likelihood_similarity(z_mouse[neighbors])
+        >>> similarity.shape
+        (2142, 25)
+        >>> best = neighbors[np.arange(len(neighbors)), similarity.argmax(axis=1)]
+        >>> mouse.obs["cell_ontology_class"].to_numpy()[best][:5]
         """
         self._check_if_trained(warn=False)
         indices = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices)
@@ -460,6 +522,14 @@ class TargetModel(SpeciesModelBase):
         -------
         numpy.ndarray
             ``(n_cells, k)`` similarities.
+
+        Examples
+        --------
+        All neighbours found by :func:`scspecies.pp.homology_neighbors`, each context latent decoded once:
+
+        >>> z_mouse = context.get_latent_representation()
+        >>> similarity = target.similarity_to_table(z_mouse, human.obsm["homology_neighbors"], progress_bar=True)
+        >>> similarity.shape  # (n_human, n_neighbors)
         """
         self._check_if_trained(warn=False)
         indices = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices)

@@ -39,6 +39,15 @@ class SpeciesTrainingPlan(TrainingPlan):
         The module to train.
     **kwargs
         Passed to :class:`scvi.train.TrainingPlan`.
+
+    Examples
+    --------
+    ``context.train`` builds this plan; its arguments go through ``plan_kwargs``:
+
+    >>> context.train(max_epochs=40, plan_kwargs={"weight_decay": 1e-6})
+    >>> plan = scs.model.SpeciesTrainingPlan(context.module, lr=1e-3, n_epochs_kl_warmup=10)
+    >>> plan.configure_optimizers()["optimizer"].defaults["fused"]
+    True
     """
 
     def _optimizer_creator_fn(self, optimizer_cls):
@@ -63,8 +72,25 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         Alignment weight at the first epoch and after the ramp.
     n_epochs_eta_warmup
         Number of epochs of the linear ramp.
+    partner_loader
+        Data loader over the target cells to align; at the start of every ``partner_refresh``-th epoch
+        their alignment partners are chosen anew with the current decoder
+        (:meth:`~scspecies.model.TargetVAE.update_partners`). ``None``: no alignment.
+    partner_refresh
+        Epochs between two choices of the partners (1: every epoch).
     **kwargs
         Passed to :class:`scvi.train.TrainingPlan` (KL ramp, learning rate, ...).
+
+    Examples
+    --------
+    ``target.train`` builds this plan from its ``eta_*`` and ``partner_refresh`` arguments; the weight
+    of every epoch is in the training history:
+
+    >>> target.train(max_epochs=40, eta_start=10.0, eta_max=25.0, n_epochs_eta_warmup=10)
+    >>> target.history["eta"].head(3)
+    >>> plan = scs.model.AlignmentTrainingPlan(target.module, eta_start=10.0, eta_max=25.0)
+    >>> plan.eta  # weight of the current epoch (the first one outside training)
+    10.0
     """
 
     def __init__(
@@ -74,9 +100,15 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         eta_start: float = 10.0,
         eta_max: float = 25.0,
         n_epochs_eta_warmup: int = 10,
+        partner_loader=None,
+        partner_refresh: int = 5,
         **kwargs,
     ):
+        if partner_refresh < 1:
+            raise ValueError(f"partner_refresh must be a positive number of epochs, got {partner_refresh}.")
         super().__init__(module, **kwargs)
+        self.partner_loader = partner_loader
+        self.partner_refresh = partner_refresh
         self.eta_start = eta_start
         self.eta_max = eta_max
         self.n_epochs_eta_warmup = n_epochs_eta_warmup
@@ -86,8 +118,51 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         """Alignment weight of the current epoch."""
         return linear_ramp(self.current_epoch, self.eta_start, self.eta_max, self.n_epochs_eta_warmup)
 
+    def on_train_epoch_start(self):
+        """Choose the alignment partners anew at the first epoch and every ``partner_refresh`` epochs.
+
+        Returns
+        -------
+        None
+            The partners are stored in the module's ``partner`` buffer.
+
+        Examples
+        --------
+        Lightning calls it at the start of every epoch of ``target.train``, which sets the interval:
+
+        >>> target.train(max_epochs=40, partner_refresh=5)
+        >>> int((target.module.partner >= 0).sum())  # cells with an alignment partner
+        """
+        if self.partner_loader is None or self.current_epoch % self.partner_refresh:
+            return
+        was_training = self.module.training
+        self.module.eval()
+        for tensors in self.partner_loader:
+            self.module.update_partners({k: v.to(self.device) for k, v in tensors.items()})
+        self.module.train(was_training)
+
     def training_step(self, batch, batch_idx):
-        """Update ``eta`` in the loss arguments, then run the scvi-tools training step."""
+        """Update ``eta`` in the loss arguments, then run the scvi-tools training step.
+
+        Parameters
+        ----------
+        batch
+            Minibatch of registered tensors.
+        batch_idx
+            Index of the minibatch in the epoch.
+
+        Returns
+        -------
+        torch.Tensor
+            The loss to minimise (output of :meth:`scvi.train.TrainingPlan.training_step`).
+
+        Examples
+        --------
+        Lightning calls it for every minibatch of ``target.train``; ``eta`` is logged once per epoch:
+
+        >>> target.train(max_epochs=40)
+        >>> target.history["eta"].tail()
+        """
         self.loss_kwargs["eta"] = self.eta
         self.log("eta", self.eta, on_step=False, on_epoch=True)
         return super().training_step(batch, batch_idx)
