@@ -118,6 +118,36 @@ def test_target_shares_inner_encoder_latents(trained):
     assert len(tgt_idx) == len(ctx_idx) == 40
 
 
+def test_alignment_partners_are_trusted_neighbours(trained):
+    context, target, _ = trained
+    tgt = target.adata
+    partner = target.module.partner.numpy()
+    trusted = tgt.obs["homology_top_percent"].to_numpy() <= 20
+    assert (partner[trusted] >= 0).all() and (partner[~trusted] == -1).all()
+    neigh = tgt.obsm["homology_neighbors"][:, :25]
+    assert all(partner[i] in neigh[i] for i in np.flatnonzero(trusted))
+    with pytest.raises(ValueError, match="partner_refresh"):
+        target.train(max_epochs=1, partner_refresh=0)
+
+
+def test_partners_keep_to_the_voted_label(trained):
+    context, target, _ = trained
+    tgt = target.adata.copy()
+    tgt.uns["homology"] = {**tgt.uns["homology"], "labels_key": "cell_type"}
+    tgt.obs["homology_cell_type"] = "type0"  # every cell voted type0
+    model.TargetModel.setup_anndata(tgt, batch_key="donor")
+    voted = model.TargetModel.from_context(context, tgt)
+    allowed = voted.module.allowed.numpy()
+    labels = context.adata.obs["cell_type"].astype(str).to_numpy()
+    np.testing.assert_array_equal(allowed, labels[tgt.obsm["homology_neighbors"][:, :25]] == "type0")
+    voted.train(**TRAIN)
+    partner = voted.module.partner.numpy()
+    trusted = tgt.obs["homology_top_percent"].to_numpy() <= 20
+    has = trusted & allowed.any(axis=1)
+    assert has.any() and (trusted & ~has).any()
+    assert (labels[partner[has]] == "type0").all() and (partner[~has] == -1).all()
+
+
 def test_latent_alignment_trains_inner_copy():
     ctx, tgt = make_pair(seed=1)
     model.ContextModel.setup_anndata(ctx, batch_key="donor")
@@ -268,6 +298,16 @@ def test_transfer_on_synthetic(trained):
     sim = target.adata.obsm["scspecies_similarity"]
     assert (np.diff(sim, axis=1) <= 1e-6).all()  # most similar first
     assert obs["scspecies_cell_type_novel"].dtype == bool
+    # rank-weighted vote (default): the winner is the label of largest 1/(r+1) weight among the 10 best
+    from scspecies._vote import weighted_vote
+
+    cand = target.adata.obsm["scspecies_candidates"][:, :10]
+    labels = context.adata.obs["cell_type"].cat
+    winner, share = weighted_vote(labels.codes.to_numpy()[cand], len(labels.categories), "rank")
+    np.testing.assert_array_equal(obs["scspecies_cell_type"].cat.codes.to_numpy(), winner)
+    np.testing.assert_allclose(obs["scspecies_cell_type_vote_share"], share, rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown weighting 'most'"):
+        scs.tl.transfer_labels(target, context, "cell_type", weighting="most")
     with pytest.raises(KeyError, match="missing_key"):
         scs.tl.transfer_labels(target, context, "missing_key")
 

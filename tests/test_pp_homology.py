@@ -91,7 +91,7 @@ def test_agreement_without_labels_and_copy(tmp_path):
 
 
 def test_vote_ties_go_to_the_closest_label_and_rank_weights_favour_the_closest():
-    from scspecies.pp._homology import _weighted_vote
+    from scspecies._vote import weighted_vote as _weighted_vote
 
     codes = np.array([[1, 0, 0, 1], [2, 2, 0, 1], [0, 1, 2, 3]])
     winner, share = _weighted_vote(codes, 4, "uniform")

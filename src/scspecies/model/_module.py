@@ -696,6 +696,8 @@ class TargetVAE(SpeciesVAE):
         self.register_buffer("context_rep", torch.zeros(n_context_obs, rep_dim))
         # alignment partner (context row) of each target cell, chosen during training; not saved
         self.register_buffer("partner", torch.full((n_obs,), -1, dtype=torch.long), persistent=False)
+        # which of its first k_neigh neighbours may be a cell's partner (set by TargetModel.from_context)
+        self.register_buffer("allowed", torch.ones(n_obs, k_neigh, dtype=torch.bool), persistent=False)
         if freeze_inner:
             self.inner_encoder.requires_grad_(False)
 
@@ -727,9 +729,11 @@ class TargetVAE(SpeciesVAE):
     def update_partners(self, tensors: dict) -> int:
         """Choose the alignment partner of the trusted target cells of a minibatch.
 
-        The candidates of a cell are its first ``k_neigh`` data-level neighbours; its partner is the
-        candidate whose latent, decoded by this (target) decoder, explains the cell's counts best. The
-        choice is stored in the ``partner`` buffer (context row per target cell, ``-1``: not aligned).
+        The candidates of a cell are its first ``k_neigh`` data-level neighbours (those allowed by the
+        ``allowed`` buffer: by default all; :meth:`~scspecies.model.TargetModel.from_context` keeps the
+        neighbours of the cell's voted label); its partner is the candidate whose latent, decoded by this
+        (target) decoder, explains the cell's counts best. The choice is stored in the ``partner`` buffer
+        (context row per target cell, ``-1``: not aligned).
 
         Parameters
         ----------
@@ -766,10 +770,13 @@ class TargetVAE(SpeciesVAE):
         if self.candidate_z == "sample":
             z = z + self.context_qz_var[idx].sqrt() * torch.randn_like(z)
         library = self.encode(x, batch_index)["library_mean"]
-        ll = self.candidate_log_likelihood(x, z, batch_index, library)
         cells = tensors[REGISTRY_KEYS.INDICES_KEY].reshape(-1).long()[mask]
-        self.partner[cells] = idx.gather(1, ll.argmax(dim=1, keepdim=True)).squeeze(1)
-        return int(mask.sum())
+        allowed = self.allowed[cells, : idx.shape[1]]
+        ll = self.candidate_log_likelihood(x, z, batch_index, library).masked_fill(~allowed, float("-inf"))
+        best = idx.gather(1, ll.argmax(dim=1, keepdim=True)).squeeze(1)
+        has = allowed.any(dim=1)
+        self.partner[cells[has]] = best[has]
+        return int(has.sum())
 
     def alignment_distance(self, tensors: dict, inference_outputs: dict) -> torch.Tensor:
         """Squared distance of each aligned target cell to its partner's representation (0 elsewhere).

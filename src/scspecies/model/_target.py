@@ -23,6 +23,21 @@ _TABLE_LIMIT = 60_000_000
 _CHUNK_ELEMENTS = 1 << 23
 
 
+def _label_consistent(adata: AnnData, context_adata: AnnData, homology_key: str, k_neigh: int) -> np.ndarray:
+    """``(n_target, k_neigh)`` mask: which data-level neighbours carry the target cell's voted label.
+
+    All True when the neighbour search voted no labels (or the context lacks them).
+    """
+    neighbors = np.asarray(adata.obsm[f"{homology_key}_neighbors"])[:, :k_neigh]
+    labels_key = adata.uns[homology_key].get("labels_key") or ""
+    voted_key = f"{homology_key}_{labels_key}"
+    if not labels_key or voted_key not in adata.obs or labels_key not in context_adata.obs:
+        return np.ones(neighbors.shape, dtype=bool)
+    context_labels = context_adata.obs[labels_key].astype(str).to_numpy()
+    voted = adata.obs[voted_key].astype(str).to_numpy()
+    return context_labels[neighbors] == voted[:, None]
+
+
 class TargetModel(SpeciesModelBase):
     """Variational autoencoder of a target species aligned to a :class:`ContextModel`.
 
@@ -30,7 +45,10 @@ class TargetModel(SpeciesModelBase):
     decoder, and the context's inner encoder (frozen for ``alignment="inter"``, a trainable copy for
     ``"latent"``). During training, target cells whose data-level neighbour search is trusted
     (``obs["homology_top_percent"] <= top_percent``) are pulled towards the context cell that, among
-    their ``k_neigh`` data-level neighbours, best explains their counts under the target decoder.
+    their ``k_neigh`` data-level neighbours, best explains their counts under the target decoder. When
+    the neighbour search voted labels, only the neighbours of the cell's voted label are candidates (so
+    a trusted T cell is pulled towards a context T cell even when most of its 25 neighbours are
+    macrophages).
     Everything needed from the context is stored in the module's buffers, so a saved target model is
     self-contained.
 
@@ -291,6 +309,9 @@ class TargetModel(SpeciesModelBase):
             model.module.context_qz_mean.copy_(torch.as_tensor(qz_mean))
             model.module.context_qz_var.copy_(torch.as_tensor(qz_var))
             model.module.context_rep.copy_(torch.as_tensor(rep))
+        model.module.allowed.copy_(
+            torch.as_tensor(_label_consistent(adata, context.adata, homology_key, k_neigh))
+        )
         model.homologous_genes_ = (target_idx[keep].astype(np.int64), context_idx[keep].astype(np.int64))
         model.context_var_names_ = context.adata.var_names.astype(str).to_numpy()
         return model

@@ -9,6 +9,7 @@ from scipy import sparse
 from tqdm.auto import tqdm
 
 from scspecies._validation import check_counts, check_obs_key, check_unique_var_names, get_matrix
+from scspecies._vote import VOTE_WEIGHTS, weighted_vote
 
 __all__ = ["homology_neighbors", "shared_genes"]
 
@@ -144,28 +145,6 @@ def _approximate(T, C, k: int, metric: str, n_components: int, random_state: int
     )
     idx, dist = index.query(Zt, k=k, epsilon=0.1)
     return idx.astype(np.int64), dist.astype(np.float32)
-
-
-VOTE_WEIGHTS = ("rank", "uniform")
-
-
-def _weighted_vote(codes: np.ndarray, n_categories: int, weighting: str) -> tuple[np.ndarray, np.ndarray]:
-    """Label with the largest vote per row and its share of the votes.
-
-    ``"uniform"``: one vote per neighbour (majority); ``"rank"``: the neighbour at rank ``r`` (0 = closest)
-    votes ``1 / (r + 1)``. Ties go to the label met first, i.e. the closest.
-    """
-    n, v = codes.shape
-    weights = 1.0 / np.arange(1, v + 1) if weighting == "rank" else np.ones(v)
-    votes = np.zeros((n, n_categories))
-    first = np.full((n, n_categories), v, dtype=np.int64)
-    for c in range(n_categories):
-        hit = codes == c
-        votes[:, c] = hit @ weights
-        first[:, c] = np.where(hit.any(axis=1), hit.argmax(axis=1), v)
-    best = votes.max(axis=1, keepdims=True)
-    winner = np.argmin(np.where(np.isclose(votes, best), first, v + 1), axis=1)
-    return winner, votes[np.arange(n), winner] / weights.sum()
 
 
 def _top_percent(
@@ -318,7 +297,7 @@ def homology_neighbors(
     similarity = (1.0 - near if metric == "cosine" else 1.0 / (1.0 + near)).mean(axis=1)
     agreement = similarity
     if labels is not None:
-        winner, agreement = _weighted_vote(
+        winner, agreement = weighted_vote(
             labels.cat.codes.to_numpy()[idx[:, :n_vote]], len(labels.cat.categories), weighting
         )
         target.obs[f"{key_added}_{labels_key}"] = pd.Categorical.from_codes(

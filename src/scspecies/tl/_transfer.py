@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
+from scspecies._vote import VOTE_WEIGHTS, weighted_vote
+
 
 def _latent_knn(reference: np.ndarray, query: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
     k_eff = min(k + int(exclude_self), reference.shape[0])
@@ -38,6 +40,7 @@ def transfer_labels(
     labels_key: str,
     n_candidates: int = 250,
     n_vote: int = 25,
+    weighting: str = "rank",
     key_added: str | None = None,
     novel_threshold: float = 0.5,
     batch_size: int | None = None,
@@ -48,10 +51,13 @@ def transfer_labels(
     For every target cell: (1) the ``n_candidates`` context cells nearest to it in the shared latent
     space (latent means, Euclidean) are candidates; (2) each candidate's latent mean is decoded by the
     target decoder and scored with :meth:`~scspecies.model.TargetModel.likelihood_similarity`
-    (``NLL(own z) - NLL(candidate z)``); (3) the label held by most of the ``n_vote`` most similar
-    candidates is transferred.
+    (``NLL(own z) - NLL(candidate z)``); (3) the ``n_vote`` most similar candidates vote, the
+    ``r``-th most similar with weight ``1 / (r + 1)`` (``weighting="rank"``, default) or all equally
+    (``"uniform"``, the majority vote of scSpecies), and the label with the largest vote is transferred.
+    Rank weights let a rare type whose few context cells are the most similar win (the Baron mouse data
+    has 6 Schwann and 7 T cells: a majority of 25 can never be theirs).
 
-    The *confidence* is ``vote share x fit``. ``fit`` compares how well the context explains the cell
+    The *confidence* is ``vote share x fit`` (the vote share is the winner's share of the vote weight). ``fit`` compares how well the context explains the cell
     with how well its own species does: the median similarity of the ``n_vote`` best context candidates
     against the median similarity of its ``n_vote`` nearest **target** cells (same score, same decoder),
     ``fit = min(1, target median / context median)`` (both are negative log-likelihood gaps). A cell
@@ -70,6 +76,8 @@ def transfer_labels(
         Latent-space candidates per target cell.
     n_vote
         Most similar candidates that vote.
+    weighting
+        ``"rank"`` or ``"uniform"`` vote weights (see above).
     key_added
         Name of the result column (default ``"scspecies_<labels_key>"``).
     novel_threshold
@@ -101,6 +109,8 @@ def transfer_labels(
     _check_models(target, context, labels_key)
     if n_candidates < 1 or n_vote < 1:
         raise ValueError("n_candidates and n_vote must be positive.")
+    if weighting not in VOTE_WEIGHTS:
+        raise ValueError(f"unknown weighting {weighting!r}: use one of {VOTE_WEIGHTS}.")
     key = key_added or f"scspecies_{labels_key}"
     adata = target.adata
     n_vote = min(n_vote, n_candidates, context.adata.n_obs)
@@ -116,13 +126,9 @@ def transfer_labels(
     similarity = np.take_along_axis(similarity, order, axis=1)
 
     labels = pd.Categorical(context.adata.obs[labels_key])
-    codes = labels.codes[candidates[:, :n_vote]]
-    counts = np.zeros((adata.n_obs, len(labels.categories)), dtype=np.int64)
-    rows = np.repeat(np.arange(adata.n_obs), n_vote)
-    valid = codes.ravel() >= 0
-    np.add.at(counts, (rows[valid], codes.ravel()[valid]), 1)
-    winner = counts.argmax(axis=1)
-    vote_share = counts.max(axis=1) / n_vote
+    winner, vote_share = weighted_vote(
+        labels.codes[candidates[:, :n_vote]], len(labels.categories), weighting
+    )
 
     neighbours = _latent_knn(z_target, z_target, n_vote, exclude_self=True)
     own_similarity = target.similarity_to_table(z_target, neighbours, batch_size=batch_size)
@@ -141,5 +147,6 @@ def transfer_labels(
         "labels_key": labels_key,
         "n_candidates": int(candidates.shape[1]),
         "n_vote": int(n_vote),
+        "weighting": weighting,
         "novel_threshold": float(novel_threshold),
     }
