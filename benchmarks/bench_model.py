@@ -142,6 +142,11 @@ def run_seed(seed: int, epochs: int, data: Path, n_top: int) -> dict:
         "cpu_ms_per_iteration_context": 1000 * c_context / n_iter_context,
         "cpu_ms_per_iteration_target": 1000 * c_target / n_iter_target,
         "peak_rss_gib": max(mem_context.peak, mem_target.peak, mem_transfer.peak),
+        "peak_rss_gib_phases": {
+            "train_context": mem_context.peak,
+            "train_target": mem_target.peak,
+            "transfer": mem_transfer.peak,
+        },
         "n_genes": [mouse.n_vars, human.n_vars],
         "n_cells": [mouse.n_obs, human.n_obs],
     }

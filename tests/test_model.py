@@ -289,7 +289,17 @@ def test_bad_inputs(trained):
 
 def test_transfer_on_synthetic(trained):
     context, target, _ = trained
+    tgt = target.adata
+    # default candidates: the data-level neighbours (30 stored), re-ranked by likelihood similarity
     scs.tl.transfer_labels(target, context, "cell_type", n_candidates=40, n_vote=10, progress_bar=False)
+    assert tgt.uns["scspecies_cell_type"]["candidates"] == "homology"
+    np.testing.assert_array_equal(
+        np.sort(tgt.obsm["scspecies_candidates"], axis=1), np.sort(tgt.obsm["homology_neighbors"], axis=1)
+    )
+    scs.tl.transfer_labels(
+        target, context, "cell_type", candidates="latent", n_candidates=40, n_vote=10, progress_bar=False
+    )
+    assert tgt.uns["scspecies_cell_type"]["candidates"] == "latent"
     obs = target.adata.obs
     assert set(obs["scspecies_cell_type"].cat.categories) <= {"type0", "type1", "type2"}
     conf = obs["scspecies_cell_type_confidence"].to_numpy()
@@ -308,6 +318,8 @@ def test_transfer_on_synthetic(trained):
     np.testing.assert_allclose(obs["scspecies_cell_type_vote_share"], share, rtol=1e-6)
     with pytest.raises(ValueError, match="unknown weighting 'most'"):
         scs.tl.transfer_labels(target, context, "cell_type", weighting="most")
+    with pytest.raises(ValueError, match="unknown candidates 'data'"):
+        scs.tl.transfer_labels(target, context, "cell_type", candidates="data")
     with pytest.raises(KeyError, match="missing_key"):
         scs.tl.transfer_labels(target, context, "missing_key")
 
