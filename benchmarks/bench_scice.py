@@ -4,7 +4,10 @@ Graphs: Gaussian-mixture kNN graphs (20k and 100k cells) and Baron human pancrea
 log1p, 2000 HVG, 50 PCs, 15-NN UMAP connectivities). Each run is a fresh subprocess; wall time
 and peak resident memory of its whole process tree (workers included, sampled every 0.2 s) are
 recorded, with the CPU time of the run (workers included; more robust than wall time on a shared
-machine) and the results' agreement (consistent k, ARI of the labels per k).
+machine), the CPU time and Leiden runs per phase of ours (search, grid, refinement), and the
+results' agreement (consistent k, ARI of the labels per k). ``per_run`` entries time the unit
+operations of both implementations; ``projections`` combine them with the runs of ours into the
+reference's expected CPU time where running it takes hours.
 
 Usage:
     python benchmarks/bench_scice.py                      # the default plan, -> results/scice.json
@@ -33,14 +36,17 @@ BARON = (
     / "baron_human_counts.h5ad"
 )
 N_JOBS = 2
+#: About an hour on an idle 2-core machine. The reference on gmm20k (projected > 2 CPU-hours for
+#: k = 2..4) and ours on gmm100k (per run ~13x the 20k cost) are left to explicit --plan entries.
 DEFAULT_PLAN = [
-    "baron:ours:2:10",
-    "baron:baseline:2:10",
-    "gmm20k:ours:2:10",
-    "gmm20k:baseline:2:10",
-    "gmm100k:ours:2:10",
     "gmm20k:per_run:0:0",
     "gmm100k:per_run:0:0",
+    "baron:ours:2:4",
+    "baron:baseline:2:4",
+    "baron:ours:2:10",
+    "baron:baseline:2:10",
+    "gmm20k:ours:2:4",
+    "gmm20k:ours:2:10",
 ]
 
 
@@ -108,26 +114,112 @@ def tree_cpu() -> float:
     return total
 
 
-def leiden_per_run(case: str, n_runs: int = 3) -> dict:
-    """CPU seconds of one 10-iteration CPM Leiden run: igraph (ours) vs leidenalg (baseline)."""
-    from bench_scice_baseline import leiden, make_graph
+def cpu_per_call(fn, n_calls: int) -> tuple[list, float]:
+    """Results of ``fn(i)`` for ``i < n_calls`` and the mean CPU seconds per call."""
+    start = time.process_time()
+    results = [fn(i) for i in range(n_calls)]
+    return results, round((time.process_time() - start) / n_calls, 4)
 
+
+def leiden_per_run(case: str) -> dict:
+    """CPU seconds of the unit operations: Leiden runs (igraph vs leidenalg) and one similarity.
+
+    ``cold10``: 10 iterations from singletons (grid), ``warm10``: 10 iterations from a converged
+    partition (refinement rounds), ``cold2``: 2 iterations (search), at the graph's density as CPM
+    resolution (about 8 clusters on the Gaussian mixtures).
+    """
+    from bench_scice_baseline import ecs, leiden, make_graph
+
+    from scspecies.tl._scice_core import partition_similarity
     from scspecies.tl._scice_leiden import GraphPayload, run_batch
 
     graph, _ = load_graph(case)
+    n_runs = 2 if graph.shape[0] <= 50_000 else 1
     payload = GraphPayload.from_adjacency(graph)
-    gamma = float(4 * graph.sum() / graph.shape[0] ** 2)
+    gamma = float(payload.weights.sum() / (graph.shape[0] * (graph.shape[0] - 1) / 2))
     ref = make_graph(graph)
-    out = {"case": case, "method": "per_run", "n_cells": graph.shape[0], "gamma": gamma}
-    start = time.process_time()
-    ours = run_batch(payload, [(gamma, s, 10, None) for s in range(n_runs)], "CPM", 0.1)
-    out["igraph_cpu_s"] = round((time.process_time() - start) / n_runs, 3)
-    start = time.process_time()
-    base = [leiden(ref, gamma, s, 10) for s in range(n_runs)]
-    out["leidenalg_cpu_s"] = round((time.process_time() - start) / n_runs, 3)
-    out["ratio"] = round(out["leidenalg_cpu_s"] / out["igraph_cpu_s"], 2)
-    out["n_clusters"] = [int(x.max()) + 1 for x in ours], [int(x.max()) + 1 for x in base]
+    out = {
+        "case": case,
+        "method": "per_run",
+        "cluster_range": [0, 0],
+        "n_cells": graph.shape[0],
+        "gamma": gamma,
+    }
+
+    def ours(seed, iterations, initial=None):
+        return run_batch(payload, [(gamma, seed, iterations, initial)], "CPM", 0.1)[0]
+
+    cold, out["igraph_cold10_cpu_s"] = cpu_per_call(lambda s: ours(s, 10), n_runs)
+    _, out["igraph_warm10_cpu_s"] = cpu_per_call(lambda s: ours(100 + s, 10, cold[s]), n_runs)
+    _, out["igraph_cold2_cpu_s"] = cpu_per_call(lambda s: ours(200 + s, 2), n_runs)
+    base, out["leidenalg_cold10_cpu_s"] = cpu_per_call(lambda s: leiden(ref, gamma, s, 10), n_runs)
+    _, out["leidenalg_warm10_cpu_s"] = cpu_per_call(
+        lambda s: leiden(ref, gamma, 100 + s, 10, base[s].tolist()), n_runs
+    )
+    _, out["leidenalg_cold2_cpu_s"] = cpu_per_call(lambda s: leiden(ref, gamma, 200 + s, 2), n_runs)
+    for kind in ("cold10", "warm10", "cold2"):
+        out[f"ratio_{kind}"] = round(out[f"leidenalg_{kind}_cpu_s"] / out[f"igraph_{kind}_cpu_s"], 2)
+    _, out["similarity_pair_ours_cpu_s"] = cpu_per_call(lambda _: partition_similarity(cold[0], base[0]), 3)
+    _, out["similarity_pair_baseline_cpu_s"] = cpu_per_call(lambda _: ecs(cold[0], base[0]), 1)
+    out["n_clusters"] = [int(x.max()) + 1 for x in cold], [int(x.max()) + 1 for x in base]
     return out
+
+
+class PhaseClock:
+    """CPU seconds (process tree), wall seconds and Leiden runs/iterations per phase of ``tl.scice``.
+
+    Wraps the search, grid/refinement and finalisation steps of :mod:`scspecies.tl` in place.
+    """
+
+    def __init__(self) -> None:
+        from scspecies.tl import _scice, _scice_leiden, _scice_search
+
+        self.rows: dict[str, dict] = {}
+        self.current = "other"
+        phase_of_key = {_scice_search._PHASE_GRID: "grid", _scice_search._PHASE_REFINE: "refine"}
+        search = _scice_search.ResolutionSearch
+        optimizer = _scice_search.TargetOptimizer
+        search.evaluate = self.timed(search.evaluate, lambda *a, **k: "search")
+        optimizer.evaluate = self.timed(
+            optimizer.evaluate, lambda self_, gammas, key, *a: phase_of_key.get(key[0], "manual")
+        )
+        _scice._finalize = self.timed(_scice._finalize, lambda *a, **k: "finalize")
+        run = _scice_leiden.LeidenRunner.run
+
+        def counted(runner, jobs):
+            row = self.row(self.current)
+            row["leiden_runs"] += len(jobs)
+            row["leiden_iterations"] += sum(job[2] for job in jobs)
+            return run(runner, jobs)
+
+        _scice_leiden.LeidenRunner.run = counted
+
+    def row(self, name: str) -> dict:
+        return self.rows.setdefault(
+            name, {"cpu_s": 0.0, "wall_s": 0.0, "calls": 0, "leiden_runs": 0, "leiden_iterations": 0}
+        )
+
+    def timed(self, fn, name_of):
+        def wrapper(*args, **kwargs):
+            name, outer = name_of(*args, **kwargs), self.current
+            self.current = name
+            cpu, wall = tree_cpu(), time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                row = self.row(name)
+                row["cpu_s"] += tree_cpu() - cpu
+                row["wall_s"] += time.perf_counter() - wall
+                row["calls"] += 1
+                self.current = outer
+
+        return wrapper
+
+    def summary(self) -> dict:
+        return {
+            name: {key: round(value, 2) if isinstance(value, float) else value for key, value in row.items()}
+            for name, row in self.rows.items()
+        }
 
 
 def run_one(case: str, method: str, k_min: int, k_max: int) -> dict:
@@ -137,15 +229,29 @@ def run_one(case: str, method: str, k_min: int, k_max: int) -> dict:
     ks = list(range(k_min, k_max + 1))
     cpu_start = tree_cpu()
     start = time.perf_counter()
+    extra = {}
     if method == "ours":
         import anndata as ad
 
         import scspecies as scs
 
+        extra["import_cpu_s"] = round(tree_cpu() - cpu_start, 2)
+        clock = PhaseClock()
         adata = ad.AnnData(obs={"i": np.arange(graph.shape[0])})
         adata.obsp["connectivities"] = graph
         scs.tl.scice(adata, cluster_range=ks, n_trials=15, n_bootstrap=100, n_jobs=N_JOBS, progress_bar=False)
         res = adata.uns["scice"]
+        extra["phases"] = clock.summary()
+        rounds = res["optimization_diagnostics"]
+        extra["refine_rounds_per_k"] = {
+            int(k): int(group["round"].max()) for k, group in rounds.groupby("target")
+        }
+        extra["best_ic_per_round"] = {
+            int(k): [round(float(ic), 5) for ic in group.groupby("round")["ic"].min()]
+            for k, group in rounds.groupby("target")
+        }
+        targets = res["target_diagnostics"]
+        extra["status_per_k"] = dict(zip(targets["target"].astype(int), targets["status"], strict=True))
         found = {
             int(k): (float(g), float(ic), lab)
             for k, g, ic, lab in zip(
@@ -173,6 +279,7 @@ def run_one(case: str, method: str, k_min: int, k_max: int) -> dict:
         "gamma": {k: found[k][0] for k in sorted(found)},
         "ic": {k: round(found[k][1], 5) for k in sorted(found)},
         "consistent_k": [k for k in sorted(found) if found[k][1] <= 1.005],
+        **extra,
     }
 
 
@@ -203,6 +310,46 @@ def measured(spec: str) -> dict:
     record = json.loads(out.strip().splitlines()[-1])
     record["peak_rss_mb"] = round(peak / 2**20, 1)
     return record
+
+
+def project(results: list[dict]) -> list[dict]:
+    """Baseline CPU seconds projected from the unit costs (``per_run``) and the runs of ``ours``.
+
+    The reference makes at least the Leiden runs that ``ours`` made (its search is not shared
+    between targets), each at the measured leidenalg cost, plus one similarity per pair of trials
+    per evaluation: a lower bound for when running the reference itself takes hours (the unit
+    costs are taken at one resolution, so the bound is approximate).
+    """
+    units = {r["case"]: r for r in results if r["method"] == "per_run" and "igraph_warm10_cpu_s" in r}
+    rows = []
+    for ours in (r for r in results if r["method"] == "ours" and "phases" in r and r["case"] in units):
+        unit, phases = units[ours["case"]], ours["phases"]
+        runs = {name: phases.get(name, {}).get("leiden_runs", 0) for name in ("search", "grid", "refine")}
+        evaluations = (runs["grid"] + runs["refine"]) / 15
+        leiden = (
+            runs["search"] * unit["leidenalg_cold2_cpu_s"]
+            + runs["grid"] * unit["leidenalg_cold10_cpu_s"]
+            + runs["refine"] * unit["leidenalg_warm10_cpu_s"]
+        )
+        similarity = evaluations * 105 * unit["similarity_pair_baseline_cpu_s"]
+        # alternative: each phase of ours (overheads included) at the per-run leidenalg/igraph ratio
+        scaled = sum(
+            phases.get(name, {}).get("cpu_s", 0.0) * unit[f"ratio_{kind}"]
+            for name, kind in (("search", "cold2"), ("grid", "cold10"), ("refine", "warm10"))
+        )
+        rows.append(
+            {
+                "case": ours["case"],
+                "cluster_range": ours["cluster_range"],
+                "leiden_runs": runs,
+                "baseline_cpu_s_lower_bound": round(leiden + similarity, 1),
+                "baseline_cpu_s_phase_scaled": round(scaled, 1),
+                "ours_cpu_s": ours["cpu_s"],
+                "speedup_cpu_lower_bound": round((leiden + similarity) / ours["cpu_s"], 2),
+                "speedup_cpu_phase_scaled": round(scaled / ours["cpu_s"], 2),
+            }
+        )
+    return rows
 
 
 def compare(results: list[dict]) -> list[dict]:
@@ -244,10 +391,11 @@ def main() -> None:
         print(json.dumps(run_one(case, method, int(k_min), int(k_max)), default=float), flush=True)
         return
     path = Path(args.output)
-    previous = json.loads(path.read_text())["runs"] if path.exists() else []
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    notes = previous.get("notes", [])  # hand-written context of earlier runs, kept until edited
     results = [
         r
-        for r in previous
+        for r in previous.get("runs", [])
         if f"{r['case']}:{r['method']}:{r['cluster_range'][0]}:{r['cluster_range'][1]}" not in args.plan
     ]
     for spec in args.plan:
@@ -258,8 +406,10 @@ def main() -> None:
             "description": "scspecies.tl.scice (igraph, n_jobs=2) vs plain leidenalg reference (serial); "
             "n_trials=15, n_bootstrap=100, n_iterations=10, max_iterations=150, beta=0.1",
             "cpu_count": os.cpu_count(),
+            "notes": notes,
             "runs": results,
             "comparisons": compare(results),
+            "projections": project(results),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(summary, indent=1, default=str))
