@@ -296,6 +296,11 @@ def test_transfer_on_synthetic(trained):
     np.testing.assert_array_equal(
         np.sort(tgt.obsm["scspecies_candidates"], axis=1), np.sort(tgt.obsm["homology_neighbors"], axis=1)
     )
+    # rank_prior: 0 ranks by the model alone, a huge prior keeps the data-level order
+    scs.tl.transfer_labels(target, context, "cell_type", rank_prior=0, progress_bar=False)
+    assert (np.diff(tgt.obsm["scspecies_similarity"], axis=1) <= 1e-6).all()
+    scs.tl.transfer_labels(target, context, "cell_type", rank_prior=1e6, progress_bar=False)
+    np.testing.assert_array_equal(tgt.obsm["scspecies_candidates"], tgt.obsm["homology_neighbors"])
     scs.tl.transfer_labels(
         target, context, "cell_type", candidates="latent", n_candidates=40, n_vote=10, progress_bar=False
     )

@@ -323,6 +323,7 @@ class TargetModel(SpeciesModelBase):
         eta_max: float = 25.0,
         n_epochs_eta_warmup: int = 10,
         partner_refresh: int = 5,
+        train_size: float = 1.0,
         plan_kwargs: dict | None = None,
         **kwargs,
     ):
@@ -343,6 +344,10 @@ class TargetModel(SpeciesModelBase):
             trains without alignment.
         partner_refresh
             Epochs between two choices of the alignment partners.
+        train_size
+            Share of the cells trained on; all by default, so that every trusted cell is aligned
+            (scvi-tools' usual 0.9 would hold out a tenth of the anchors, e.g. the only anchor of a rare
+            type).
         plan_kwargs
             More training-plan arguments.
         **kwargs
@@ -379,7 +384,7 @@ class TargetModel(SpeciesModelBase):
             "partner_loader": self._partner_loader() if eta_max > 0 else None,
             **(plan_kwargs or {}),
         }
-        return super().train(max_epochs=max_epochs, plan_kwargs=plan, **kwargs)
+        return super().train(max_epochs=max_epochs, plan_kwargs=plan, train_size=train_size, **kwargs)
 
     def _partner_loader(self):
         """Data loader over the target cells that are aligned (``top_percent`` below the threshold)."""
