@@ -20,7 +20,7 @@ from ._training import AlignmentTrainingPlan
 #: Largest table (cells x genes) of decoded candidates kept in memory by the fast similarity path.
 _TABLE_LIMIT = 60_000_000
 #: Elements (cells x candidates x genes) evaluated at once when comparing likelihoods.
-_CHUNK_ELEMENTS = 1 << 23
+_CHUNK_ELEMENTS = 1 << 21
 
 
 def _label_consistent(adata: AnnData, context_adata: AnnData, homology_key: str, k_neigh: int) -> np.ndarray:
@@ -395,7 +395,7 @@ class TargetModel(SpeciesModelBase):
                 f"No target cell has homology_top_percent <= top_percent={self.module.top_percent}: "
                 "nothing to align."
             )
-        return self._make_data_loader(adata=self.adata, indices=aligned, batch_size=256)
+        return self._make_data_loader(adata=self.adata, indices=aligned, batch_size=64)
 
     # --- likelihood-based similarity ---------------------------------------------------------------
     @torch.inference_mode()
