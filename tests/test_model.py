@@ -140,7 +140,7 @@ def test_partners_keep_to_the_voted_label(trained):
     allowed = voted.module.allowed.numpy()
     labels = context.adata.obs["cell_type"].astype(str).to_numpy()
     np.testing.assert_array_equal(allowed, labels[tgt.obsm["homology_neighbors"][:, :25]] == "type0")
-    voted.train(**TRAIN)
+    voted.train(**TRAIN, partner_refresh=1)  # partners chosen at both epochs
     partner = voted.module.partner.numpy()
     trusted = tgt.obs["homology_top_percent"].to_numpy() <= 20
     has = trusted & allowed.any(axis=1)
