@@ -134,6 +134,7 @@ def main() -> None:
     merged = lfc.merge(
         observed, on=["cell_type", "gene_target", "gene_context"], suffixes=("_model", "_data")
     )
+    merged = merged.dropna(subset=["lfc_data"])  # genes detected in neither species for the type
     spearman = {
         t: float(spearmanr(g["lfc_model"], g["lfc_data"]).statistic) for t, g in merged.groupby("cell_type")
     }

@@ -193,7 +193,7 @@ def lfc_comparison(
     types = _select_types(merged, cell_types)
     fig, axes = panel_grid(len(types), ncols, (3.6, 3.4))
     for ax, name in zip(axes, types, strict=True):
-        df = merged[merged["cell_type"].astype(str) == name]
+        df = merged[merged["cell_type"].astype(str) == name].dropna(subset=["lfc_data", "lfc_model"])
         x, y = df["lfc_data"].to_numpy(float), df["lfc_model"].to_numpy(float)
         rho = spearmanr(x, y).statistic if len(df) > 2 else np.nan
         ax.scatter(x, y, s=4, c="#4c72b0", alpha=0.5, linewidths=0, rasterized=True)

@@ -288,8 +288,10 @@ def data_lfc(
 
     For each cell type, the counts of the homologous genes of every cell are divided by the cell's
     total over these genes and averaged over the cells of the type;
-    ``lfc = log2(mean_target + eps) - log2(mean_context + eps)``. This is the observed counterpart of
-    :func:`homologous_lfc` (compare with :func:`scspecies.pl.lfc_comparison`).
+    ``lfc = log2(mean_target + eps) - log2(mean_context + eps)``, and NaN for a gene detected in neither
+    species for that type (no observation, so no observed fold change; the model can still estimate
+    one). This is the observed counterpart of :func:`homologous_lfc` (compare with
+    :func:`scspecies.pl.lfc_comparison`).
 
     Parameters
     ----------
@@ -335,7 +337,9 @@ def data_lfc(
                     "cell_type": cell_type,
                     "gene_target": target.adata.var_names[t_genes].astype(str),
                     "gene_context": context.adata.var_names[c_genes].astype(str),
-                    "lfc": np.log2(mean_t + eps) - np.log2(mean_c + eps),
+                    "lfc": np.where(
+                        (mean_t > 0) | (mean_c > 0), np.log2(mean_t + eps) - np.log2(mean_c + eps), np.nan
+                    ),
                     "mean_target": mean_t,
                     "mean_context": mean_c,
                 }
