@@ -325,6 +325,15 @@ def test_transfer_on_synthetic(trained):
         scs.tl.transfer_labels(target, context, "cell_type", weighting="most")
     with pytest.raises(ValueError, match="unknown candidates 'data'"):
         scs.tl.transfer_labels(target, context, "cell_type", candidates="data")
+    # a target registered without the neighbour search: only latent candidates are possible
+    bare = tgt.copy()
+    model.TargetModel.setup_anndata(bare, batch_key="donor", homology_key=None)
+    plain = model.TargetModel(bare, n_context_obs=context.adata.n_obs)
+    plain.train(max_epochs=1, eta_max=0, enable_progress_bar=False, batch_size=64)
+    with pytest.raises(KeyError, match="candidates='homology' needs the neighbour search"):
+        scs.tl.transfer_labels(plain, context, "cell_type", candidates="homology")
+    scs.tl.transfer_labels(plain, context, "cell_type", n_candidates=20, progress_bar=False)
+    assert bare.uns["scspecies_cell_type"]["candidates"] == "latent"
     with pytest.raises(KeyError, match="missing_key"):
         scs.tl.transfer_labels(target, context, "missing_key")
 
