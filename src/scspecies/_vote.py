@@ -8,6 +8,27 @@ import numpy as np
 VOTE_WEIGHTS = ("rank", "uniform")
 
 
+def check_weighting(weighting: str) -> None:
+    """Raise a ValueError naming ``weighting`` unless it is one of :data:`VOTE_WEIGHTS`.
+
+    Parameters
+    ----------
+    weighting
+        The requested vote weighting.
+
+    Returns
+    -------
+    None
+        Returns only for a known weighting.
+
+    Examples
+    --------
+    >>> check_weighting("rank")
+    """
+    if weighting not in VOTE_WEIGHTS:
+        raise ValueError(f"unknown weighting {weighting!r}: use one of {VOTE_WEIGHTS}.")
+
+
 def weighted_vote(
     codes: np.ndarray, n_categories: int, weighting: str = "rank"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -38,8 +59,7 @@ def weighted_vote(
     >>> weighted_vote(codes, 6, "uniform")[0], weighted_vote(codes, 6, "rank")[0]
     (array([0]), array([5]))
     """
-    if weighting not in VOTE_WEIGHTS:
-        raise ValueError(f"unknown weighting {weighting!r}: use one of {VOTE_WEIGHTS}.")
+    check_weighting(weighting)
     n, v = codes.shape
     weights = 1.0 / np.arange(1, v + 1) if weighting == "rank" else np.ones(v)
     votes = np.zeros((n, n_categories))

@@ -460,7 +460,6 @@ class TargetModel(SpeciesModelBase):
                     result[rows[sl]] = (ll - own[sl, None]).cpu().numpy()
                 pos += x_all.shape[0]
                 bar.update(x_all.shape[0])
-            del decoded
         bar.close()
         return result
 

@@ -9,7 +9,7 @@ from scipy import sparse
 from tqdm.auto import tqdm
 
 from scspecies._validation import check_counts, check_obs_key, check_unique_var_names, get_matrix
-from scspecies._vote import VOTE_WEIGHTS, weighted_vote
+from scspecies._vote import check_weighting, weighted_vote
 
 __all__ = ["homology_neighbors", "shared_genes"]
 
@@ -267,8 +267,7 @@ def homology_neighbors(
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}: use one of {METRICS}.")
-    if weighting not in VOTE_WEIGHTS:
-        raise ValueError(f"unknown weighting {weighting!r}: use one of {VOTE_WEIGHTS}.")
+    check_weighting(weighting)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: use one of {METHODS}.")
     labels = None if labels_key is None else check_obs_key(context, labels_key, "context").astype("category")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
-from scspecies._vote import VOTE_WEIGHTS, weighted_vote
+from scspecies._vote import check_weighting, weighted_vote
 
 
 def _latent_knn(reference: np.ndarray, query: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
@@ -140,8 +140,7 @@ def transfer_labels(
     _check_models(target, context, labels_key)
     if n_candidates < 1 or n_vote < 1:
         raise ValueError("n_candidates and n_vote must be positive.")
-    if weighting not in VOTE_WEIGHTS:
-        raise ValueError(f"unknown weighting {weighting!r}: use one of {VOTE_WEIGHTS}.")
+    check_weighting(weighting)
     if candidates not in CANDIDATE_SOURCES:
         raise ValueError(f"unknown candidates {candidates!r}: use one of {CANDIDATE_SOURCES}.")
     proposed = None if candidates == "latent" else _homology_candidates(target, n_candidates)
