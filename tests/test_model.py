@@ -361,6 +361,31 @@ def test_decoded_table_matches_direct_likelihood(zinb, per_row):
     torch.testing.assert_close(fast, direct, rtol=1e-4, atol=0.05)
 
 
+@pytest.mark.parametrize("zinb", [True, False])
+def test_candidate_table_likelihood_matches_direct(zinb):
+    from scspecies.model._module import candidate_table_log_likelihood, count_log_likelihood
+
+    gen = torch.Generator().manual_seed(2)
+    n_rows, n_genes, m, k = 12, 40, 6, 5
+    rho = torch.softmax(2 * torch.randn(n_rows, n_genes, generator=gen), -1)
+    theta = torch.rand(m, n_genes, generator=gen) * 5 + 0.1
+    zi = torch.randn(n_rows, n_genes, generator=gen) if zinb else None
+    x = torch.poisson(torch.rand(m, n_genes, generator=gen) * 3) * (
+        torch.rand(m, n_genes, generator=gen) < 0.4
+    )
+    lib = torch.log(torch.rand(m, generator=gen) * 2000 + 200)
+    rows = torch.randint(0, n_rows, (m, k), generator=gen)
+    fast = candidate_table_log_likelihood(x, lib, rho, theta, zi, rows)
+    direct = count_log_likelihood(
+        x[:, None, :],
+        torch.exp(lib)[:, None, None] * rho[rows],
+        theta[:, None, :],
+        None if zi is None else zi[rows],
+        theta_terms=False,
+    )
+    torch.testing.assert_close(fast, direct, rtol=2e-4, atol=1e-3)
+
+
 def test_count_log_likelihood_matches_scvi():
     from scvi.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
 

@@ -64,10 +64,12 @@ def count_log_likelihood(
         nonzero = nonzero + torch.lgamma(x + theta) - torch.lgamma(theta)
     if zi_logits is None:
         return (log_nb_zero + nonzero).sum(-1)
-    # pi = sigmoid(zi_logits) is the zero-inflation probability (scvi-tools' parametrisation)
-    zero_case = F.softplus(log_nb_zero - zi_logits) - F.softplus(-zi_logits)  # log(pi + (1 - pi) NB(0))
-    nonzero_case = -F.softplus(zi_logits) + log_nb_zero + nonzero  # log(1 - pi) + log NB(x)
-    return torch.where(x > eps, nonzero_case, zero_case).sum(-1)
+    # pi = sigmoid(zi_logits) is the zero-inflation probability (scvi-tools' parametrisation):
+    # zero count: log(pi + (1 - pi) NB(0)) = softplus(log NB(0) - zi) - softplus(-zi)
+    # otherwise:  log(1 - pi) + log NB(x) = (log NB(0) - zi) + nonzero - softplus(-zi)
+    shifted = log_nb_zero - zi_logits
+    ll = torch.where(x > eps, shifted + nonzero, F.softplus(shifted)) - F.softplus(-zi_logits)
+    return ll.sum(-1)
 
 
 def count_log_likelihood_exact(
@@ -99,6 +101,64 @@ def count_log_likelihood_exact(
     th = theta.expand_as(x)[rows, cols]
     terms = torch.lgamma(counts + th) - torch.lgamma(th) - torch.lgamma(counts + 1)
     return ll.index_add(0, rows, terms)
+
+
+@torch.no_grad()
+def candidate_table_log_likelihood(
+    x: torch.Tensor,
+    log_library: torch.Tensor,
+    rho: torch.Tensor,
+    theta: torch.Tensor,
+    zi_logits: torch.Tensor | None,
+    rows: torch.Tensor,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """:func:`count_log_likelihood` (``theta_terms=False``) of each cell under ``k`` decoded table rows.
+
+    For dispersions that do not depend on the latent (``"gene"``, ``"gene-batch"``): ``theta`` is the
+    same for all rows of a cell. The sums over genes that weight a term by the counts, or by the
+    zero/non-zero pattern of a cell, are contractions (matrix products) rather than element-wise
+    passes, and the terms of a table row alone are summed once per row, so only one logarithm and one
+    softplus are evaluated per cell, row and gene (no gradients).
+
+    Parameters
+    ----------
+    x
+        Counts ``(m, n_genes)``.
+    log_library
+        Log library sizes ``(m,)``.
+    rho, zi_logits
+        Decoder outputs of the table ``(n_rows, n_genes)`` (``zi_logits`` ``None``: NB).
+    theta
+        Inverse dispersions of each cell ``(m, n_genes)``.
+    rows
+        Table rows ``(m, k)`` to score for each cell.
+    eps
+        Numerical stability constant (as in :func:`count_log_likelihood`).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(m, k)`` log-likelihoods.
+    """
+    m, k = rows.shape
+    flat = rows.reshape(-1)
+    library = torch.exp(log_library.reshape(m, 1, 1))
+    # sum_g x log(mu + eps) ~ log(library) * sum_g x + sum_g x log(rho): a (rows x genes) @ (genes x cells) product
+    x_log_rho = (torch.log(rho + eps) @ x.T)[rows, torch.arange(m, device=x.device)[:, None]]
+    ll = log_library.reshape(m, 1) * x.sum(-1, keepdim=True) + x_log_rho
+    theta = theta[:, None, :]
+    log_theta_mu = (rho[flat].reshape(m, k, -1) * library).add_(theta).log_()
+    ll -= torch.bmm(log_theta_mu, x[:, :, None]).squeeze(-1)
+    # log NB(0) = theta log(theta) - theta log(theta + mu)
+    log_nb_zero = log_theta_mu.mul_(-theta).add_(theta * torch.log(theta + eps))
+    if zi_logits is None:
+        return ll + log_nb_zero.sum(-1)
+    nonzero = (x > eps).to(x.dtype)
+    shifted = log_nb_zero.sub_(zi_logits[flat].reshape(m, k, -1))
+    ll += torch.bmm(shifted, nonzero[:, :, None]).squeeze(-1)
+    ll += torch.bmm(F.softplus(shifted), (1 - nonzero)[:, :, None]).squeeze(-1)
+    return ll - F.softplus(-zi_logits).sum(-1)[rows]
 
 
 class DecodedTable:
@@ -614,19 +674,24 @@ class SpeciesVAE(BaseModuleClass):
         pairs, inverse = torch.unique(
             torch.cat([z.reshape(m * k, n_lat), batch_rep[:, None]], 1), dim=0, return_inverse=True
         )
-        rho, theta, zi = self.decoder(pairs[:, :n_lat], pairs[:, n_lat])
-        rho = rho[inverse]
-        theta = theta[inverse] if theta.dim() > 1 else theta
-        zi = None if zi is None else zi[inverse]
-        shape = (m, k, rho.shape[-1])
-        mu = torch.exp(library.reshape(m, 1, 1)) * rho.reshape(shape)
-        return count_log_likelihood(
-            x[:, None, :],
-            mu,
-            theta.reshape(shape) if theta.dim() > 1 else theta,
-            None if zi is None else zi.reshape(shape),
-            theta_terms=self.dispersion == "gene-cell",
-        )
+        return self._score_rows(x, pairs[:, :n_lat], pairs[:, n_lat], library, inverse.reshape(m, k))
+
+    def _score_rows(
+        self,
+        x: torch.Tensor,
+        z_rows: torch.Tensor,
+        batch_rows: torch.Tensor,
+        library: torch.Tensor,
+        rows: torch.Tensor,
+    ) -> torch.Tensor:
+        """Decode the table ``(z_rows, batch_rows)`` and score each cell under its ``rows`` (``(m, k)``)."""
+        rho, theta, zi = self.decoder(z_rows, batch_rows)
+        m = x.shape[0]
+        if self.dispersion != "gene-cell":
+            theta = theta.expand(m, -1) if theta.dim() == 1 else theta[rows[:, 0]]
+            return candidate_table_log_likelihood(x, library.reshape(-1), rho, theta, zi, rows)
+        mu = torch.exp(library.reshape(m, 1, 1)) * rho[rows]
+        return count_log_likelihood(x[:, None, :], mu, theta[rows], None if zi is None else zi[rows])
 
 
 class TargetVAE(SpeciesVAE):
@@ -766,13 +831,17 @@ class TargetVAE(SpeciesVAE):
         x = tensors[REGISTRY_KEYS.X_KEY][mask]
         batch_index = tensors[REGISTRY_KEYS.BATCH_KEY][mask]
         idx = tensors[NEIGHBORS_KEY][mask][:, : self.k_neigh].long()
-        z = self.context_qz_mean[idx]
+        # decode each distinct (candidate, batch) pair once
+        keys = idx * self.n_batch + batch_index.reshape(-1, 1).long()
+        pairs, inverse = torch.unique(keys, return_inverse=True)
+        z = self.context_qz_mean[pairs // self.n_batch]
         if self.candidate_z == "sample":
-            z = z + self.context_qz_var[idx].sqrt() * torch.randn_like(z)
+            z = z + self.context_qz_var[pairs // self.n_batch].sqrt() * torch.randn_like(z)
         library = self.encode(x, batch_index)["library_mean"]
         cells = tensors[REGISTRY_KEYS.INDICES_KEY].reshape(-1).long()[mask]
         allowed = self.allowed[cells, : idx.shape[1]]
-        ll = self.candidate_log_likelihood(x, z, batch_index, library).masked_fill(~allowed, float("-inf"))
+        ll = self._score_rows(x, z, pairs % self.n_batch, library, inverse)
+        ll = ll.masked_fill(~allowed, float("-inf"))
         best = idx.gather(1, ll.argmax(dim=1, keepdim=True)).squeeze(1)
         has = allowed.any(dim=1)
         self.partner[cells[has]] = best[has]
