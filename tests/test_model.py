@@ -98,7 +98,7 @@ def test_kl_ramp_and_eta_ramp():
 def test_target_frozen_inner_encoder(trained):
     _, target, before = trained
     after = target.module.inner_encoder.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.equal(before[k], after[k].cpu()) for k in before)
     assert all(not p.requires_grad for p in target.module.inner_encoder.parameters())
     target.module.train()
     assert not target.module.inner_encoder.training and target.module.outer_encoder.training
@@ -112,7 +112,7 @@ def test_target_shares_inner_encoder_latents(trained):
     context, target, _ = trained
     # the stored context moments are the context model's own latents
     np.testing.assert_allclose(
-        target.module.context_qz_mean.numpy(), context.get_latent_representation(), atol=1e-5
+        target.module.context_qz_mean.cpu().numpy(), context.get_latent_representation(), atol=1e-5
     )
     tgt_idx, ctx_idx = target.homologous_genes_
     assert len(tgt_idx) == len(ctx_idx) == 40
@@ -121,7 +121,7 @@ def test_target_shares_inner_encoder_latents(trained):
 def test_alignment_partners_are_trusted_neighbours(trained):
     context, target, _ = trained
     tgt = target.adata
-    partner = target.module.partner.numpy()
+    partner = target.module.partner.cpu().numpy()
     trusted = tgt.obs["homology_top_percent"].to_numpy() <= 20
     assert (partner[trusted] >= 0).all() and (partner[~trusted] == -1).all()
     neigh = tgt.obsm["homology_neighbors"][:, :25]
@@ -137,11 +137,11 @@ def test_partners_keep_to_the_voted_label(trained):
     tgt.obs["homology_cell_type"] = "type0"  # every cell voted type0
     model.TargetModel.setup_anndata(tgt, batch_key="donor")
     voted = model.TargetModel.from_context(context, tgt)
-    allowed = voted.module.allowed.numpy()
+    allowed = voted.module.allowed.cpu().numpy()
     labels = context.adata.obs["cell_type"].astype(str).to_numpy()
     np.testing.assert_array_equal(allowed, labels[tgt.obsm["homology_neighbors"][:, :25]] == "type0")
     voted.train(**TRAIN, partner_refresh=1)  # partners chosen at both epochs
-    partner = voted.module.partner.numpy()
+    partner = voted.module.partner.cpu().numpy()
     trusted = tgt.obs["homology_top_percent"].to_numpy() <= 20
     has = trusted & allowed.any(axis=1)
     assert has.any() and (trusted & ~has).any()
@@ -224,7 +224,7 @@ def test_save_load_roundtrip_and_gene_check(trained, tmp_path):
     loaded = model.TargetModel.load(tmp_path / "target", adata=target.adata)
     np.testing.assert_array_equal(loaded.get_latent_representation(), z)
     np.testing.assert_array_equal(
-        loaded.module.context_qz_mean.numpy(), target.module.context_qz_mean.numpy()
+        loaded.module.context_qz_mean.cpu().numpy(), target.module.context_qz_mean.cpu().numpy()
     )
     assert loaded.homologous_genes_[0].tolist() == target.homologous_genes_[0].tolist()
     other = target.adata[:, ::-1].copy()
