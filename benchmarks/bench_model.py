@@ -69,6 +69,22 @@ class PeakMemory:
         self.peak = max(self.peak, self._proc.memory_info().rss / 2**30)
 
 
+def gemm_rate(n_reps: int = 30) -> float:
+    """GFLOP/s of a (128 x 4000) @ (4000 x 300) float32 product: the machine's speed at the time.
+
+    This VM has slow phases (noisy neighbours) in which every training step is 20-40 % slower; the
+    rate read before and after each seed tells them apart.
+    """
+    gen = torch.Generator().manual_seed(0)  # leaves the global random stream of the seeds untouched
+    a, w = torch.randn(128, 4000, generator=gen), torch.randn(4000, 300, generator=gen)
+    times = []
+    for _ in range(n_reps):
+        start = time.perf_counter()
+        a @ w
+        times.append(time.perf_counter() - start)
+    return 2 * 128 * 4000 * 300 / float(np.median(times)) / 1e9
+
+
 def hvg_subset(adata: ad.AnnData, n_top: int) -> ad.AnnData:
     norm = adata.copy()
     sc.pp.normalize_total(norm, target_sum=1e4)
@@ -87,6 +103,7 @@ def run_seed(seed: int, epochs: int, data: Path, n_top: int) -> dict:
     import scvi
 
     scvi.settings.seed = seed
+    gflops_before = gemm_rate()
     mouse, human = load_pair(data, n_top)
     scs.pp.translate_genes(human, "human", "mouse")
     scs.pp.homology_neighbors(human, mouse, labels_key=LABELS)
@@ -147,6 +164,7 @@ def run_seed(seed: int, epochs: int, data: Path, n_top: int) -> dict:
             "train_target": mem_target.peak,
             "transfer": mem_transfer.peak,
         },
+        "gemm_gflops_before_after": [gflops_before, gemm_rate()],
         "n_genes": [mouse.n_vars, human.n_vars],
         "n_cells": [mouse.n_obs, human.n_obs],
     }
@@ -181,7 +199,8 @@ def main() -> None:
             f"seed {seed}: balanced accuracy {res['balanced_accuracy']:.3f}, accuracy {res['accuracy']:.3f}, "
             f"acinar AUROC {res['acinar_auroc']:.3f}, training {res['train_total_s']:.0f} s "
             f"({res['train_context_s']:.0f} + {res['train_target_s']:.0f}), transfer {res['transfer_s']:.1f} s, "
-            f"peak RSS {res['peak_rss_gib']:.2f} GiB",
+            f"peak RSS {res['peak_rss_gib']:.2f} GiB, machine GEMM "
+            f"{res['gemm_gflops_before_after'][0]:.0f}/{res['gemm_gflops_before_after'][1]:.0f} GFLOP/s",
             flush=True,
         )
         runs.append(res)
