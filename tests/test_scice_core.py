@@ -137,3 +137,24 @@ def test_refinement_stops_once_every_survivor_reproduces_its_labels():
     assert result.status == "kept"
     assert result.best.ic > 1.0  # not stopped by a perfect IC
     assert result.n_iterations == 10  # grid + one refinement round, far below max_iterations
+
+
+def test_refinement_stops_when_the_ic_stops_improving():
+    from scspecies.tl._scice_search import TargetOptimizer
+
+    # two 2-cluster labelings of 12 cells: every round gives 1 in 3 trials the first one, on other
+    # trials each time, so the labels change from round to round while the IC stays the same
+    first, second = np.repeat([0, 1], 6), np.repeat([0, 1, 0], 4)
+
+    class Rotating:
+        calls = 0
+
+        def run(self, jobs):
+            Rotating.calls += 1
+            return [first if (i + Rotating.calls) % 3 == 0 else second for i in range(len(jobs))]
+
+    optimizer = TargetOptimizer(Rotating(), 0, 15, 10, 150, 1.15, 1)
+    result = optimizer.optimize(2, (0.1, 0.2), 1.0)
+    assert result.status == "kept" and result.best.ic > 1.0
+    assert result.n_iterations == 20  # grid + one round that did not lower the IC, not 150
+    assert Rotating.calls == 2

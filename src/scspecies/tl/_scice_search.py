@@ -5,8 +5,8 @@ median (effective) cluster count equals ``k``: cheap Leiden runs on a shared, ca
 resolutions, bisected in ``log(gamma)``. Each interval then gets a grid of resolutions, evaluated
 with ``n_trials`` Leiden runs each; a ``k`` whose best IC reaches ``remove_threshold`` is dropped,
 otherwise rounds of warm-started runs (``initial_membership`` = previous labels) refine the better
-half of the grid until the labels stop changing or ``max_iterations`` is reached, and the
-lowest-IC resolution wins.
+half of the grid until the IC stops improving (by more than ``IC_TOLERANCE`` in a round), the labels
+stop changing or ``max_iterations`` is reached, and the lowest-IC resolution wins.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ SEARCH_TOLERANCE = 1.05
 SEARCH_MAX_ROUNDS = 40
 #: Resolutions in the grid laid over each interval.
 N_GAMMA = 6
+#: A refinement round must lower the best IC by more than this to earn another round.
+IC_TOLERANCE = 1e-3
 #: Share of cells in too-small clusters above which a resolution counts as "too many clusters".
 MAX_TINY_FRACTION = 0.5
 
@@ -403,8 +405,8 @@ class TargetOptimizer:
                 for old, new in zip(survivors, refined, strict=True)
             )
             candidates = refined
-            if unchanged:
-                # every survivor reproduced its labels: the ranking is settled
+            if unchanged or _ranked(refined, k)[0].ic > best.ic - IC_TOLERANCE:
+                # every survivor reproduced its labels, or more iterations no longer improve the IC
                 break
         result.best = _ranked(candidates, k)[0]
         result.n_iterations = iterations
