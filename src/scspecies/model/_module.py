@@ -20,6 +20,8 @@ NEIGHBORS_KEY = "homology_neighbors"
 TOP_PERCENT_KEY = "homology_top_percent"
 
 _DISPERSIONS = ("gene", "gene-batch", "gene-cell")
+#: Cells scored together against their candidates (bounds the cells x candidates x genes temporaries).
+_CELL_CHUNK = 64
 _LIKELIHOODS = ("nb", "zinb")
 
 
@@ -112,6 +114,7 @@ def candidate_table_log_likelihood(
     zi_logits: torch.Tensor | None,
     rows: torch.Tensor,
     eps: float = 1e-8,
+    chunk: int = _CELL_CHUNK,
 ) -> torch.Tensor:
     """:func:`count_log_likelihood` (``theta_terms=False``) of each cell under ``k`` decoded table rows.
 
@@ -135,6 +138,8 @@ def candidate_table_log_likelihood(
         Table rows ``(m, k)`` to score for each cell.
     eps
         Numerical stability constant (as in :func:`count_log_likelihood`).
+    chunk
+        Cells per pass over (cells x rows x genes): bounds the temporary memory, whatever ``m``.
 
     Returns
     -------
@@ -142,14 +147,27 @@ def candidate_table_log_likelihood(
         ``(m, k)`` log-likelihoods.
     """
     m, k = rows.shape
-    flat = rows.reshape(-1)
-    library = torch.exp(log_library.reshape(m, 1, 1))
     # sum_g x log(mu + eps) ~ log(library) * sum_g x + sum_g x log(rho): a (rows x genes) @ (genes x cells) product
     x_log_rho = (torch.log(rho + eps) @ x.T)[rows, torch.arange(m, device=x.device)[:, None]]
     ll = log_library.reshape(m, 1) * x.sum(-1, keepdim=True) + x_log_rho
+    if zi_logits is not None:
+        ll -= F.softplus(-zi_logits).sum(-1)[rows]
+    for start in range(0, m, chunk):
+        cells = slice(start, start + chunk)
+        ll[cells] += _candidate_chunk(
+            x[cells], log_library[cells], rho, theta[cells], zi_logits, rows[cells], eps
+        )
+    return ll
+
+
+def _candidate_chunk(x, log_library, rho, theta, zi_logits, rows, eps):
+    """The (cells x rows x genes) terms of :func:`candidate_table_log_likelihood` for a chunk of cells."""
+    m, k = rows.shape
+    flat = rows.reshape(-1)
+    library = torch.exp(log_library.reshape(m, 1, 1))
     theta = theta[:, None, :]
     log_theta_mu = (rho[flat].reshape(m, k, -1) * library).add_(theta).log_()
-    ll -= torch.bmm(log_theta_mu, x[:, :, None]).squeeze(-1)
+    ll = -torch.bmm(log_theta_mu, x[:, :, None]).squeeze(-1)
     # log NB(0) = theta log(theta) - theta log(theta + mu)
     log_nb_zero = log_theta_mu.mul_(-theta).add_(theta * torch.log(theta + eps))
     if zi_logits is None:
@@ -157,8 +175,7 @@ def candidate_table_log_likelihood(
     nonzero = (x > eps).to(x.dtype)
     shifted = log_nb_zero.sub_(zi_logits[flat].reshape(m, k, -1))
     ll += torch.bmm(shifted, nonzero[:, :, None]).squeeze(-1)
-    ll += torch.bmm(F.softplus(shifted), (1 - nonzero)[:, :, None]).squeeze(-1)
-    return ll - F.softplus(-zi_logits).sum(-1)[rows]
+    return ll + torch.bmm(F.softplus(shifted), (1 - nonzero)[:, :, None]).squeeze(-1)
 
 
 class DecodedTable:
@@ -335,13 +352,13 @@ class CountDecoder(nn.Module):
         rho = torch.softmax(self.rho_logits(h), dim=-1)
         zi = self.zi_logits(h) if self.zi_logits is not None else None
         if self.dispersion == "gene":
-            log_theta = self.log_theta
-        elif self.dispersion == "gene-batch":
+            return rho, torch.exp(torch.clamp(self.log_theta, max=15.0)), zi
+        if self.dispersion == "gene-batch":
+            # one-hot rows pick each cell's batch column of the (genes x batches) table
             onehot = F.one_hot(batch_index.reshape(-1).long(), self.n_batch).to(z.dtype)
-            log_theta = F.linear(onehot, self.log_theta).expand(*rho.shape[:-1], -1)
-        else:
-            log_theta = self.log_theta(h)
-        return rho, torch.exp(torch.clamp(log_theta, max=15.0)), zi
+            theta = F.linear(onehot, torch.exp(torch.clamp(self.log_theta, max=15.0)))
+            return rho, theta.expand(rho.shape), zi
+        return rho, torch.exp(torch.clamp(self.log_theta(h), max=15.0)), zi
 
 
 class SpeciesVAE(BaseModuleClass):
@@ -690,8 +707,13 @@ class SpeciesVAE(BaseModuleClass):
         if self.dispersion != "gene-cell":
             theta = theta.expand(m, -1) if theta.dim() == 1 else theta[rows[:, 0]]
             return candidate_table_log_likelihood(x, library.reshape(-1), rho, theta, zi, rows)
-        mu = torch.exp(library.reshape(m, 1, 1)) * rho[rows]
-        return count_log_likelihood(x[:, None, :], mu, theta[rows], None if zi is None else zi[rows])
+        out = []
+        for start in range(0, m, _CELL_CHUNK):  # bounds the (cells x rows x genes) temporaries
+            cells = slice(start, start + _CELL_CHUNK)
+            r = rows[cells]
+            mu = torch.exp(library.reshape(m, 1, 1)[cells]) * rho[r]
+            out.append(count_log_likelihood(x[cells, None, :], mu, theta[r], None if zi is None else zi[r]))
+        return torch.cat(out)
 
 
 class TargetVAE(SpeciesVAE):

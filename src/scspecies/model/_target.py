@@ -395,7 +395,12 @@ class TargetModel(SpeciesModelBase):
                 f"No target cell has homology_top_percent <= top_percent={self.module.top_percent}: "
                 "nothing to align."
             )
-        return self._make_data_loader(adata=self.adata, indices=aligned, batch_size=64)
+        # cells of one batch with the same closest neighbour share most candidates: neighbouring
+        # cells of the loader then decode each distinct (candidate, batch) pair once
+        batch = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel()[aligned]
+        first = np.asarray(self.get_from_registry(self.adata, NEIGHBORS_KEY))[aligned, 0]
+        aligned = aligned[np.lexsort((first, batch))]
+        return self._make_data_loader(adata=self.adata, indices=aligned, batch_size=256)
 
     # --- likelihood-based similarity ---------------------------------------------------------------
     @torch.inference_mode()
