@@ -156,5 +156,6 @@ def test_refinement_stops_when_the_ic_stops_improving():
     optimizer = TargetOptimizer(Rotating(), 0, 15, 10, 150, 1.15, 1)
     result = optimizer.optimize(2, (0.1, 0.2), 1.0)
     assert result.status == "kept" and result.best.ic > 1.0
-    assert result.n_iterations == 20  # grid + one round that did not lower the IC, not 150
-    assert Rotating.calls == 2
+    assert result.n_iterations == 30  # grid + two rounds that did not lower the IC, not 150
+    assert Rotating.calls == 3
+    assert sorted({row[0] for row in result.rounds}) == [0, 1, 2]  # every evaluated round is reported

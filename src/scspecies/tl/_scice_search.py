@@ -5,8 +5,8 @@ median (effective) cluster count equals ``k``: cheap Leiden runs on a shared, ca
 resolutions, bisected in ``log(gamma)``. Each interval then gets a grid of resolutions, evaluated
 with ``n_trials`` Leiden runs each; a ``k`` whose best IC reaches ``remove_threshold`` is dropped,
 otherwise rounds of warm-started runs (``initial_membership`` = previous labels) refine the better
-half of the grid until the IC stops improving (by more than ``IC_TOLERANCE`` in a round), the labels
-stop changing or ``max_iterations`` is reached, and the lowest-IC resolution wins.
+half of the grid until the IC stops improving (by more than ``IC_TOLERANCE`` in ``IC_PATIENCE``
+rounds in a row), the labels stop changing or ``max_iterations`` is reached, and the lowest-IC resolution wins.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ SEARCH_TOLERANCE = 1.05
 SEARCH_MAX_ROUNDS = 40
 #: Resolutions in the grid laid over each interval.
 N_GAMMA = 6
-#: A refinement round must lower the best IC by more than this to earn another round.
+#: Refinement stops after IC_PATIENCE rounds in a row that lower the best IC by at most IC_TOLERANCE.
 IC_TOLERANCE = 1e-3
+IC_PATIENCE = 2
 #: Share of cells in too-small clusters above which a resolution counts as "too many clusters".
 MAX_TINY_FRACTION = 0.5
 
@@ -381,6 +382,7 @@ class TargetOptimizer:
         result = TargetResult(k, "kept", interval, preliminary_ic=preliminary_ic)
         candidates = self.evaluate(_grid(*interval), (_PHASE_GRID, k))
         iterations = self.n_iterations
+        settled, stalled = False, 0
         for round_index in range(self.max_iterations):
             ranked = _ranked(candidates, k)
             survivors = ranked[: (len(ranked) + 1) // 2]
@@ -393,21 +395,23 @@ class TargetOptimizer:
                 return result
             best = survivors[0]
             if (
-                best.median_count == k and best.ic == 1.0
-            ) or iterations + self.n_iterations > self.max_iterations:
+                (best.median_count == k and best.ic == 1.0)
+                or settled
+                or stalled >= IC_PATIENCE
+                or iterations + self.n_iterations > self.max_iterations
+            ):
                 break
             refined = self.evaluate(
                 [e.gamma for e in survivors], (_PHASE_REFINE, k, round_index), [e.labels for e in survivors]
             )
             iterations += self.n_iterations
-            unchanged = all(
+            # every survivor reproduced its labels: the ranking is settled
+            settled = all(
                 np.array_equal(old.unique[old.inverse], new.unique[new.inverse])
                 for old, new in zip(survivors, refined, strict=True)
             )
+            stalled = stalled + 1 if _ranked(refined, k)[0].ic > best.ic - IC_TOLERANCE else 0
             candidates = refined
-            if unchanged or _ranked(refined, k)[0].ic > best.ic - IC_TOLERANCE:
-                # every survivor reproduced its labels, or more iterations no longer improve the IC
-                break
         result.best = _ranked(candidates, k)[0]
         result.n_iterations = iterations
         return result
