@@ -2,9 +2,9 @@
 
 Executing the notebooks as written takes minutes (model training): re-run them with
 ``python scripts/run_tutorials.py``. Here their code runs on the demo data with one epoch and few
-trials, and these tests check what would break the rendered documentation: every notebook is valid JSON in nbformat 4, its code cells ran in order without an
-error and produced their figures, its imports resolve, and every ``scs.<sub-package>.<name>`` it uses
-exists in the installed package.
+trials, and these tests check what would break the rendered documentation: every notebook is
+valid JSON in nbformat 4, its code cells ran in order without an error and produced their figures,
+its imports resolve, and every ``scs.<sub-package>.<name>`` it uses exists in the installed package.
 """
 
 import ast

@@ -856,9 +856,10 @@ class TargetVAE(SpeciesVAE):
         # decode each distinct (candidate, batch) pair once
         keys = idx * self.n_batch + batch_index.reshape(-1, 1).long()
         pairs, inverse = torch.unique(keys, return_inverse=True)
-        z = self.context_qz_mean[pairs // self.n_batch]
+        context_rows = pairs // self.n_batch
+        z = self.context_qz_mean[context_rows]
         if self.candidate_z == "sample":
-            z = z + self.context_qz_var[pairs // self.n_batch].sqrt() * torch.randn_like(z)
+            z = z + self.context_qz_var[context_rows].sqrt() * torch.randn_like(z)
         library = self.encode(x, batch_index)["library_mean"]
         cells = tensors[REGISTRY_KEYS.INDICES_KEY].reshape(-1).long()[mask]
         allowed = self.allowed[cells, : idx.shape[1]]

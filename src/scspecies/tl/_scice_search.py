@@ -6,7 +6,8 @@ resolutions, bisected in ``log(gamma)``. Each interval then gets a grid of resol
 with ``n_trials`` Leiden runs each; a ``k`` whose best IC reaches ``remove_threshold`` is dropped,
 otherwise rounds of warm-started runs (``initial_membership`` = previous labels) refine the better
 half of the grid until the IC stops improving (by more than ``IC_TOLERANCE`` in ``IC_PATIENCE``
-rounds in a row), the labels stop changing or ``max_iterations`` is reached, and the lowest-IC resolution wins.
+rounds in a row), the labels stop changing or ``max_iterations`` is reached, and the lowest-IC
+resolution wins.
 """
 
 from __future__ import annotations

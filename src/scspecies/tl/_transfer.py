@@ -103,9 +103,10 @@ def transfer_labels(
         where ``r`` is the candidate's rank in the data-level search (0 = closest): the likelihood of the
         model times a prior ``(1 + r) ** -rank_prior`` from the data (similarities are in nats). ``0``
         ranks by the model alone. The default was chosen over six trained Baron models (4000 HVGs,
-        40 + 40 epochs): their lowest balanced accuracy was 0.936 with 50, against 0.897 with 30,
-        0.938-0.95 with 50-70 and 0.76-0.91 for the model alone or the data-level order alone: the data
-        keeps the rare types (2 Schwann, 4 T cells) in play, the model sorts out the common ones.
+        40 + 40 epochs): their lowest balanced accuracy was 0.936 with 50, against 0.897 with 30 and
+        0.76-0.91 for the model alone or the data-level order alone (70 gave at least 0.950 on five of
+        them): the data keeps the rare types (2 Schwann, 4 T cells) in play, the model sorts out the
+        common ones.
     weighting
         ``"rank"`` or ``"uniform"`` vote weights (see above).
     key_added
