@@ -95,6 +95,49 @@ def test_kl_ramp_and_eta_ramp():
     assert linear_ramp(12, 10, 25, 10) == 25
 
 
+def _history_after_training():
+    import scvi
+
+    scvi.settings.seed = 0
+    ctx, tgt = make_pair(n_ctx=120, n_tgt=90)
+    model.ContextModel.setup_anndata(ctx, batch_key="donor")
+    context = model.ContextModel(ctx)
+    context.train(**TRAIN)
+    model.TargetModel.setup_anndata(tgt, batch_key="donor")
+    target = model.TargetModel.from_context(context, tgt)
+    target.train(**TRAIN)
+    return context.history, target.history
+
+
+def test_epoch_logging_matches_scvi_step_logging(monkeypatch):
+    """Logging the epoch means once gives the history of scvi-tools' per-step logging."""
+    from scvi.train import TrainingPlan
+
+    from scspecies.model._training import AlignmentTrainingPlan, SpeciesTrainingPlan
+
+    ours = _history_after_training()
+    monkeypatch.setattr(SpeciesTrainingPlan, "training_step", TrainingPlan.training_step)
+    monkeypatch.setattr(SpeciesTrainingPlan, "on_train_epoch_end", TrainingPlan.on_train_epoch_end)
+
+    def step_with_eta(self, batch, batch_idx):
+        self.loss_kwargs["eta"] = self.eta
+        self.log("eta", self.eta, on_step=False, on_epoch=True)
+        return TrainingPlan.training_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(AlignmentTrainingPlan, "training_step", step_with_eta)
+    monkeypatch.setattr(AlignmentTrainingPlan, "on_train_epoch_end", TrainingPlan.on_train_epoch_end)
+    scvi_logged = _history_after_training()
+    for mine, theirs in zip(ours, scvi_logged, strict=True):
+        # scvi-tools logs kl_weight per step, which reaches the history every 50 steps only
+        assert set(mine) - set(theirs) <= {"kl_weight"}
+        np.testing.assert_allclose(mine["kl_weight"].to_numpy(dtype=float).ravel(), [0.1, 0.19], rtol=1e-6)
+        for key in set(theirs) - {"kl_weight"}:
+            np.testing.assert_allclose(
+                mine[key].to_numpy(dtype=float), theirs[key].to_numpy(dtype=float), rtol=1e-5, err_msg=key
+            )
+    assert {"train_loss", "elbo_train", "kl_weight", "eta", "alignment_train"} <= set(ours[1])
+
+
 def test_target_frozen_inner_encoder(trained):
     _, target, before = trained
     after = target.module.inner_encoder.state_dict()
@@ -402,3 +445,4 @@ def test_count_log_likelihood_matches_scvi():
     torch.testing.assert_close(count_log_likelihood_exact(x, mu, theta, zi), ref, rtol=1e-5, atol=1e-3)
     nb = NegativeBinomial(mu=mu, theta=theta).log_prob(x).sum(-1)
     torch.testing.assert_close(count_log_likelihood_exact(x, mu, theta), nb, rtol=1e-5, atol=1e-3)
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from scvi.train import TrainingPlan
 
 
@@ -28,10 +29,17 @@ def linear_ramp(epoch: int, start: float, end: float, n_epochs: int) -> float:
 
 
 class SpeciesTrainingPlan(TrainingPlan):
-    """:class:`scvi.train.TrainingPlan` whose Adam/AdamW use the fused implementation.
+    """:class:`scvi.train.TrainingPlan` with a fused Adam/AdamW step and logging once per epoch.
 
-    The fused optimiser step is several times faster on CPU (and on CUDA) than the per-tensor loop;
-    everything else (KL ramp, metrics, learning-rate schedule) is scvi-tools' plan.
+    The fused optimiser step is several times faster on CPU (and on CUDA) than the per-tensor loop.
+    scvi-tools logs the loss, the ELBO terms, the KL weight and any extra metrics of the loss with a
+    Lightning ``log`` call at every step, which costs ~0.5 ms each on CPU (a few percent of a training
+    step); this plan updates the same epoch means (weighted by the number of cells of each minibatch)
+    at every step and logs them once, at the end of the epoch, so the history (``train_loss``,
+    ``elbo_train``, ``reconstruction_loss_train``, ``kl_local_train``, ``kl_global_train``,
+    ``kl_weight`` and ``<extra metric>_train``) holds the same values. With ``on_step=True`` it logs
+    every step as scvi-tools does. Everything else (KL ramp, validation, learning-rate schedule) is
+    scvi-tools' plan.
 
     Parameters
     ----------
@@ -50,6 +58,11 @@ class SpeciesTrainingPlan(TrainingPlan):
     True
     """
 
+    def __init__(self, module, **kwargs):
+        super().__init__(module, **kwargs)
+        self._epoch_sums: dict[str, torch.Tensor] = {}
+        self._epoch_cells = 0
+
     def _optimizer_creator_fn(self, optimizer_cls):
         def create(params):
             params = list(params)
@@ -59,6 +72,79 @@ class SpeciesTrainingPlan(TrainingPlan):
             )
 
         return create
+
+    def training_step(self, batch, batch_idx):
+        """Compute the loss of a minibatch and add its terms to the epoch means.
+
+        Parameters
+        ----------
+        batch
+            Minibatch of registered tensors.
+        batch_idx
+            Index of the minibatch in the epoch.
+
+        Returns
+        -------
+        torch.Tensor
+            The loss to minimise.
+
+        Examples
+        --------
+        Lightning calls it for every minibatch of ``context.train``; the epoch means are in the history:
+
+        >>> context.train(max_epochs=40)
+        >>> context.history["elbo_train"].tail()
+        """
+        if self.on_step:
+            return super().training_step(batch, batch_idx)
+        if "kl_weight" in self.loss_kwargs:
+            self.loss_kwargs["kl_weight"] = self.kl_weight
+        _, _, out = self.forward(batch, loss_kwargs=self.loss_kwargs)
+        n_cells = out.n_obs_minibatch
+        self.train_metrics["elbo_train"].update(
+            reconstruction_loss=out.reconstruction_loss_sum,
+            kl_local=out.kl_local_sum,
+            kl_global=out.kl_global_sum,
+            n_obs_minibatch=n_cells,
+        )
+        terms = {"train_loss": out.loss}
+        terms.update({f"{key}_train": value for key, value in out.extra_metrics.items() if _is_scalar(value)})
+        for key, value in terms.items():
+            weighted = torch.as_tensor(value).detach() * n_cells
+            self._epoch_sums[key] = self._epoch_sums[key] + weighted if key in self._epoch_sums else weighted
+        self._epoch_cells += n_cells
+        return out.loss
+
+    def on_train_epoch_end(self):
+        """Log the epoch means of the loss terms, then let scvi-tools step its learning-rate schedule.
+
+        Returns
+        -------
+        None
+            The means go to the training history.
+
+        Examples
+        --------
+        Lightning calls it at the end of every epoch of ``context.train``:
+
+        >>> context.train(max_epochs=40)
+        >>> context.history["train_loss"].tail()
+        """
+        if self._epoch_cells:
+            sync = {"sync_dist": self.use_sync_dist, "on_step": False, "on_epoch": True}
+            means = {key: total / self._epoch_cells for key, total in self._epoch_sums.items()}
+            self.log("train_loss", means.pop("train_loss"), prog_bar=True, **sync)
+            self.log_dict(means, **sync)
+            self.log_dict(self.train_metrics, **sync)
+            if "kl_weight" in self.loss_kwargs:
+                self.log("kl_weight", self.loss_kwargs["kl_weight"], **sync)
+        self._epoch_sums, self._epoch_cells = {}, 0
+        super().on_train_epoch_end()
+
+
+def _is_scalar(value) -> bool:
+    """Whether an extra metric of the loss is a number (scvi-tools logs only those)."""
+    return isinstance(value, int | float) or (isinstance(value, torch.Tensor) and value.dim() == 0)
 
 
 class AlignmentTrainingPlan(SpeciesTrainingPlan):
@@ -142,7 +228,7 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         self.module.train(was_training)
 
     def training_step(self, batch, batch_idx):
-        """Update ``eta`` in the loss arguments, then run the scvi-tools training step.
+        """Update ``eta`` in the loss arguments, then run :meth:`SpeciesTrainingPlan.training_step`.
 
         Parameters
         ----------
@@ -154,7 +240,7 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         Returns
         -------
         torch.Tensor
-            The loss to minimise (output of :meth:`scvi.train.TrainingPlan.training_step`).
+            The loss to minimise.
 
         Examples
         --------
@@ -164,5 +250,20 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         >>> target.history["eta"].tail()
         """
         self.loss_kwargs["eta"] = self.eta
-        self.log("eta", self.eta, on_step=False, on_epoch=True)
         return super().training_step(batch, batch_idx)
+
+    def on_train_epoch_end(self):
+        """Log the alignment weight of the epoch besides the loss terms.
+
+        Returns
+        -------
+        None
+            ``eta`` goes to the training history.
+
+        Examples
+        --------
+        >>> target.train(max_epochs=40)
+        >>> target.history["eta"].tail()
+        """
+        self.log("eta", self.eta, on_step=False, on_epoch=True, sync_dist=self.use_sync_dist)
+        super().on_train_epoch_end()
