@@ -446,3 +446,15 @@ def test_count_log_likelihood_matches_scvi():
     nb = NegativeBinomial(mu=mu, theta=theta).log_prob(x).sum(-1)
     torch.testing.assert_close(count_log_likelihood_exact(x, mu, theta), nb, rtol=1e-5, atol=1e-3)
 
+
+def test_covariate_linear_equals_linear_on_the_concatenation():
+    from scspecies.model._nn import CovariateLinear
+
+    torch.manual_seed(3)
+    layer = CovariateLinear(7, 5, 3)
+    torch.manual_seed(3)
+    full = torch.nn.Linear(10, 5)  # the same initial values
+    torch.testing.assert_close(torch.cat([layer.weight, layer.cat_weight.T], 1), full.weight)
+    x, cat = torch.randn(2, 4, 7), torch.tensor([[0.0], [2.0], [1.0], [2.0]])
+    onehot = torch.nn.functional.one_hot(cat.reshape(-1).long(), 3).float().expand(2, 4, 3)
+    torch.testing.assert_close(layer(x, cat), full(torch.cat([x, onehot], -1)))

@@ -94,6 +94,37 @@ def validate_layer_order(layer_order: Sequence) -> tuple:
     return order
 
 
+class CovariateLinear(nn.Module):
+    """Linear layer on the input and a one-hot covariate, without building the concatenation.
+
+    Equal to ``nn.Linear(n_in + n_cat, n_out)`` applied to ``[x, one_hot(cat)]`` (and initialised as
+    that layer), computed as ``x @ weight.T + bias + cat_weight[cat]``: the covariate's columns of the
+    weight matrix become rows picked by the category code. On counts of thousands of genes this
+    saves copying the input and a matrix product over a dimension that is not a multiple of the
+    vector width.
+
+    Parameters
+    ----------
+    n_in
+        Input dimension (without the covariate).
+    n_out
+        Output dimension.
+    n_cat
+        Number of categories of the covariate.
+    """
+
+    def __init__(self, n_in: int, n_out: int, n_cat: int):
+        super().__init__()
+        full = nn.Linear(n_in + n_cat, n_out)
+        self.weight = nn.Parameter(full.weight.detach()[:, :n_in].clone())
+        self.bias = nn.Parameter(full.bias.detach().clone())
+        self.cat_weight = nn.Parameter(full.weight.detach()[:, n_in:].T.clone())
+
+    def forward(self, x: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        """Apply the layer; ``cat`` holds integer category codes (``(n,)`` or ``(n, 1)``)."""
+        return nn.functional.linear(x, self.weight, self.bias) + self.cat_weight[cat.reshape(-1).long()]
+
+
 class MLP(nn.Module):
     """Stack of fully connected layers built from a layer-order specification.
 
@@ -106,7 +137,8 @@ class MLP(nn.Module):
     layer_order
         Operations of every layer, see :func:`validate_layer_order`.
     n_cat
-        Number of categories of a covariate one-hot encoded and concatenated to the input (0: none).
+        Number of categories of a covariate whose one-hot code joins the input of the first layer
+        (:class:`CovariateLinear`; 0: none).
     """
 
     def __init__(self, n_in: int, hidden: Sequence[int], layer_order: Sequence, n_cat: int = 0):
@@ -114,11 +146,14 @@ class MLP(nn.Module):
         self.n_cat = n_cat
         order = validate_layer_order(layer_order)
         layers: list[nn.Module] = []
-        dims = [n_in + n_cat, *hidden]
-        for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
+        dims = [n_in, *hidden]
+        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
             for spec in order:
                 if spec == "linear":
-                    layers.append(nn.Linear(d_in, d_out))
+                    # the covariate enters the first layer only
+                    layers.append(
+                        CovariateLinear(d_in, d_out, n_cat) if i == 0 and n_cat else nn.Linear(d_in, d_out)
+                    )
                 elif spec == "layer_norm":
                     layers.append(nn.LayerNorm(d_out, elementwise_affine=False))
                 elif spec == "batch_norm":
@@ -132,14 +167,14 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor, cat: torch.Tensor | None = None) -> torch.Tensor:
         """Run the stack; ``cat`` holds integer category codes (``(n,)`` or ``(n, 1)``)."""
-        if self.n_cat:
-            onehot = nn.functional.one_hot(cat.reshape(-1).long(), self.n_cat).to(x.dtype)
-            x = torch.cat([x, onehot.expand(*x.shape[:-1], self.n_cat)], dim=-1)
-        lead = x.shape[:-1]
-        x = x.reshape(-1, x.shape[-1])
         for layer in self.layers:
-            x = layer(x)
-        return x.reshape(*lead, x.shape[-1])
+            if isinstance(layer, CovariateLinear):
+                x = layer(x, cat)  # the category rows broadcast over a leading axis of samples
+            elif isinstance(layer, nn.BatchNorm1d):
+                x = layer(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+            else:
+                x = layer(x)
+        return x
 
 
 class GaussianHead(nn.Module):
