@@ -1,8 +1,12 @@
 import os
 from pathlib import Path
 
+import anndata as ad
 import matplotlib
+import numpy as np
+import pandas as pd
 import pytest
+from scipy import sparse
 
 matplotlib.use("Agg")
 
@@ -17,3 +21,64 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "baron_human_counts.h5ad").exists():
         pytest.skip(f"shared data folder not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def make_synthetic_pair(
+    seed: int = 0,
+    n_ctx: int = 200,
+    n_tgt: int = 150,
+    n_genes: int = 40,
+    types: tuple = ("type0", "type1", "type2"),
+    novel: str = "novel",
+    library: float = 600.0,
+    shift_sd: float = 0.2,
+    n_neighbors: int = 30,
+):
+    """Context and target counts with cell types and donors, plus fake ``pp.homology_neighbors`` outputs.
+
+    The target has the context's types and ``novel``; its expression profiles are the context's
+    scaled per gene by a log-normal factor (``shift_sd``). Trusted neighbours are drawn from the
+    context cells of the same type (any cell for ``novel``), with high agreement for shared types.
+    """
+    rng = np.random.default_rng(seed)
+    n_types = len(types)
+    profiles = rng.gamma(0.6, 2.0, size=(n_types + 1, n_genes))
+
+    def counts(profile_rows):
+        lib = rng.lognormal(np.log(library), 0.3, size=len(profile_rows))
+        mu = profile_rows / profile_rows.sum(1, keepdims=True) * lib[:, None]
+        return sparse.csr_matrix(rng.negative_binomial(5, 5 / (5 + mu)).astype(np.float32))
+
+    ct = rng.integers(0, n_types, n_ctx)
+    ctx = ad.AnnData(counts(profiles[ct]))
+    ctx.var_names = [f"Gene{i}" for i in range(n_genes)]
+    ctx.obs_names = [f"m{i}" for i in range(n_ctx)]
+    ctx.obs["cell_type"] = pd.Categorical([types[i] for i in ct])
+    ctx.obs["donor"] = pd.Categorical(rng.choice(["m1", "m2"], n_ctx))
+    tt = rng.integers(0, n_types + 1, n_tgt)
+    shifted = profiles * rng.lognormal(0, shift_sd, size=n_genes)
+    tgt = ad.AnnData(counts(shifted[tt]))
+    tgt.var_names = [f"GENE{i}" for i in range(n_genes)]
+    tgt.obs_names = [f"h{i}" for i in range(n_tgt)]
+    tgt.obs["cell_type"] = pd.Categorical([[*types, novel][i] for i in tt])
+    tgt.obs["donor"] = pd.Categorical(rng.choice(["h1", "h2", "h3"], n_tgt))
+    pools = [np.flatnonzero(ct == t) for t in range(n_types)] + [np.arange(n_ctx)]
+    tgt.obsm["homology_neighbors"] = np.stack([rng.choice(pools[t], n_neighbors) for t in tt]).astype(
+        np.int64
+    )
+    agree = np.where(tt < n_types, 0.9, 0.4) + rng.random(n_tgt) * 0.05
+    tgt.obs["homology_agreement"] = agree
+    tgt.obs["homology_top_percent"] = pd.Series(-agree).rank(method="max", pct=True).to_numpy() * 100
+    tgt.var["ortholog"] = list(ctx.var_names)
+    tgt.uns["homology"] = {
+        "context_n_obs": n_ctx,
+        "target_genes": list(tgt.var_names),
+        "context_genes": list(ctx.var_names),
+    }
+    return ctx, tgt
+
+
+@pytest.fixture(scope="session")
+def synthetic_pair():
+    """:func:`make_synthetic_pair`, for tests that build small context/target pairs."""
+    return make_synthetic_pair

@@ -1,12 +1,10 @@
 """Cross-species analyses (tl.similar_cells, celltype_similarity, homologous_lfc, data_lfc) on a tiny model."""
 
-import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import sparse
 
 import scspecies as scs
 
@@ -17,47 +15,18 @@ N_GENES = 30
 TRAIN = {"max_epochs": 2, "enable_progress_bar": False, "batch_size": 64}
 
 
-def _counts(rng, profiles, type_ids):
-    lib = rng.lognormal(np.log(500), 0.3, size=len(type_ids))
-    mu = profiles[type_ids] / profiles[type_ids].sum(1, keepdims=True) * lib[:, None]
-    return sparse.csr_matrix(rng.negative_binomial(5, 5 / (5 + mu)).astype(np.float32))
-
-
-def _pair(seed=0, n_ctx=180, n_tgt=120):
-    """Context (3 types) and target (3 types + one absent from the context), with homology outputs."""
-    rng = np.random.default_rng(seed)
-    profiles = rng.gamma(0.6, 2.0, size=(len(TYPES) + 1, N_GENES))
-    ct = rng.integers(0, len(TYPES), n_ctx)
-    ctx = ad.AnnData(_counts(rng, profiles, ct))
-    ctx.var_names = [f"Gene{i}" for i in range(N_GENES)]
-    ctx.obs_names = [f"m{i}" for i in range(n_ctx)]
-    ctx.obs["cell_type"] = pd.Categorical([TYPES[i] for i in ct])
-    ctx.obs["donor"] = pd.Categorical(rng.choice(["m1", "m2"], n_ctx))
-    tt = rng.integers(0, len(TYPES) + 1, n_tgt)
-    shifted = profiles * rng.lognormal(0, 0.5, size=N_GENES)
-    tgt = ad.AnnData(_counts(rng, shifted, tt))
-    tgt.var_names = [f"GENE{i}" for i in range(N_GENES)]
-    tgt.obs_names = [f"h{i}" for i in range(n_tgt)]
-    tgt.obs["cell_type"] = pd.Categorical([([*TYPES, "epsilon"])[i] for i in tt])
-    tgt.obs["donor"] = pd.Categorical(rng.choice(["h1", "h2", "h3"], n_tgt))
-    pools = [np.flatnonzero(ct == t) if t < len(TYPES) else np.arange(n_ctx) for t in range(len(TYPES) + 1)]
-    tgt.obsm["homology_neighbors"] = np.stack([rng.choice(pools[t], 30) for t in tt]).astype(np.int64)
-    agree = np.where(tt < len(TYPES), 0.9, 0.4) + rng.random(n_tgt) * 0.05
-    tgt.obs["homology_agreement"] = agree
-    tgt.obs["homology_top_percent"] = pd.Series(-agree).rank(method="max", pct=True).to_numpy() * 100
-    tgt.var["ortholog"] = list(ctx.var_names)
-    tgt.uns["homology"] = {
-        "context_n_obs": n_ctx,
-        "target_genes": list(tgt.var_names),
-        "context_genes": list(ctx.var_names),
-    }
-    return ctx, tgt
-
-
 @pytest.fixture(scope="module")
-def models():
+def models(synthetic_pair):
     torch.manual_seed(0)
-    ctx, tgt = _pair()
+    ctx, tgt = synthetic_pair(
+        n_ctx=180,
+        n_tgt=120,
+        n_genes=N_GENES,
+        types=tuple(TYPES),
+        novel="epsilon",
+        library=500.0,
+        shift_sd=0.5,
+    )
     model.ContextModel.setup_anndata(ctx, batch_key="donor", labels_key="cell_type")
     context = model.ContextModel(
         ctx, n_latent=4, outer_hidden=(32,), inner_hidden=(16,), decoder_hidden=(32,)

@@ -2,65 +2,21 @@
 
 import warnings
 
-import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from scipy import sparse
 
 import scspecies as scs
 
 model = pytest.importorskip("scspecies.model")
 
-N_TYPES = 3
-K = 30
 TRAIN = {"max_epochs": 2, "enable_progress_bar": False, "batch_size": 64}
 
 
-def _counts(rng, profiles, type_ids, shift):
-    lib = rng.lognormal(np.log(600), 0.3, size=len(type_ids))
-    p = profiles[type_ids] * shift
-    p = p / p.sum(1, keepdims=True)
-    mu = p * lib[:, None]
-    return sparse.csr_matrix(rng.negative_binomial(5, 5 / (5 + mu)).astype(np.float32))
-
-
-def make_pair(seed=0, n_ctx=200, n_tgt=150, n_genes=40):
-    """Context and target with cell types, donors and fake homology_neighbors outputs."""
-    rng = np.random.default_rng(seed)
-    profiles = rng.gamma(0.6, 2.0, size=(N_TYPES + 1, n_genes))
-    names = [f"type{i}" for i in range(N_TYPES)] + ["novel"]
-    ct = rng.integers(0, N_TYPES, n_ctx)
-    ctx = ad.AnnData(_counts(rng, profiles, ct, 1.0))
-    ctx.var_names = [f"Gene{i}" for i in range(n_genes)]
-    ctx.obs["cell_type"] = pd.Categorical([names[i] for i in ct])
-    ctx.obs["donor"] = pd.Categorical(rng.choice(["m1", "m2"], n_ctx))
-    tt = rng.integers(0, N_TYPES + 1, n_tgt)
-    tgt = ad.AnnData(_counts(rng, profiles, tt, rng.lognormal(0, 0.2, size=n_genes)))
-    tgt.var_names = [f"GENE{i}" for i in range(n_genes)]
-    tgt.obs["cell_type"] = pd.Categorical([names[i] for i in tt])
-    tgt.obs["donor"] = pd.Categorical(rng.choice(["h1", "h2", "h3"], n_tgt))
-    neigh = np.stack(
-        [rng.choice(np.flatnonzero(ct == t) if t < N_TYPES else np.arange(n_ctx), K) for t in tt]
-    ).astype(np.int64)
-    agree = np.where(tt < N_TYPES, 0.9, 0.4) + rng.random(n_tgt) * 0.05
-    tgt.obsm["homology_neighbors"] = neigh
-    tgt.obs["homology_agreement"] = agree
-    tgt.obs["homology_top_percent"] = pd.Series(-agree).rank(method="max", pct=True).to_numpy() * 100
-    tgt.var["ortholog"] = list(ctx.var_names)
-    tgt.uns["homology"] = {
-        "context_n_obs": n_ctx,
-        "target_genes": list(tgt.var_names),
-        "context_genes": list(ctx.var_names),
-    }
-    return ctx, tgt
-
-
 @pytest.fixture(scope="module")
-def trained():
+def trained(synthetic_pair):
     torch.manual_seed(0)
-    ctx, tgt = make_pair()
+    ctx, tgt = synthetic_pair()
     model.ContextModel.setup_anndata(ctx, batch_key="donor", labels_key="cell_type")
     context = model.ContextModel(ctx)
     context.train(**TRAIN)
@@ -95,7 +51,7 @@ def test_kl_ramp_and_eta_ramp():
     assert linear_ramp(12, 10, 25, 10) == 25
 
 
-def _history_after_training():
+def _history_after_training(make_pair):
     import scvi
 
     scvi.settings.seed = 0
@@ -109,13 +65,13 @@ def _history_after_training():
     return context.history, target.history
 
 
-def test_epoch_logging_matches_scvi_step_logging(monkeypatch):
+def test_epoch_logging_matches_scvi_step_logging(monkeypatch, synthetic_pair):
     """Logging the epoch means once gives the history of scvi-tools' per-step logging."""
     from scvi.train import TrainingPlan
 
     from scspecies.model._training import AlignmentTrainingPlan, SpeciesTrainingPlan
 
-    ours = _history_after_training()
+    ours = _history_after_training(synthetic_pair)
     monkeypatch.setattr(SpeciesTrainingPlan, "training_step", TrainingPlan.training_step)
     monkeypatch.setattr(SpeciesTrainingPlan, "on_train_epoch_end", TrainingPlan.on_train_epoch_end)
 
@@ -126,7 +82,7 @@ def test_epoch_logging_matches_scvi_step_logging(monkeypatch):
 
     monkeypatch.setattr(AlignmentTrainingPlan, "training_step", step_with_eta)
     monkeypatch.setattr(AlignmentTrainingPlan, "on_train_epoch_end", TrainingPlan.on_train_epoch_end)
-    scvi_logged = _history_after_training()
+    scvi_logged = _history_after_training(synthetic_pair)
     for mine, theirs in zip(ours, scvi_logged, strict=True):
         # scvi-tools logs kl_weight per step, which reaches the history every 50 steps only
         assert set(mine) - set(theirs) <= {"kl_weight"}
@@ -191,8 +147,8 @@ def test_partners_keep_to_the_voted_label(trained):
     assert (labels[partner[has]] == "type0").all() and (partner[~has] == -1).all()
 
 
-def test_latent_alignment_trains_inner_copy():
-    ctx, tgt = make_pair(seed=1)
+def test_latent_alignment_trains_inner_copy(synthetic_pair):
+    ctx, tgt = synthetic_pair(seed=1)
     model.ContextModel.setup_anndata(ctx, batch_key="donor")
     context = model.ContextModel(ctx, gene_likelihood="nb", dispersion="gene", use_library_encoder=False)
     context.train(**TRAIN)
@@ -226,8 +182,8 @@ def test_likelihood_similarity(trained):
         target.likelihood_similarity(cand[:, :, :3], indices=np.arange(20))
 
 
-def test_custom_layer_order_and_dispersion():
-    ctx, _ = make_pair(seed=2, n_ctx=80)
+def test_custom_layer_order_and_dispersion(synthetic_pair):
+    ctx, _ = synthetic_pair(seed=2, n_ctx=80)
     model.ContextModel.setup_anndata(ctx)
     order = ["linear", "batch_norm", ("act", "leaky_relu", (0, 6)), ("dropout", 0.2)]
     context = model.ContextModel(
@@ -246,9 +202,9 @@ def test_custom_layer_order_and_dispersion():
         model.ContextModel(ctx, dispersion="per-cell")
 
 
-def test_two_targets_on_one_context(trained):
+def test_two_targets_on_one_context(trained, synthetic_pair):
     context, first, _ = trained
-    _, rat = make_pair(seed=3, n_tgt=90)
+    _, rat = synthetic_pair(seed=3, n_tgt=90)
     model.TargetModel.setup_anndata(rat, batch_key="donor")
     second = model.TargetModel.from_context(context, rat)
     second.train(**TRAIN)
@@ -295,9 +251,9 @@ def test_hub_offline(trained, tmp_path):
     )
 
 
-def test_bad_inputs(trained):
+def test_bad_inputs(trained, synthetic_pair):
     context, _, _ = trained
-    ctx, tgt = make_pair(seed=4, n_ctx=60, n_tgt=40)
+    ctx, tgt = synthetic_pair(seed=4, n_ctx=60, n_tgt=40)
     bare = tgt.copy()
     del bare.obsm["homology_neighbors"]
     with pytest.raises(KeyError, match="homology_neighbors"):
