@@ -133,8 +133,8 @@ def run_seed(seed: int, epochs: int, data: Path, n_top: int) -> dict:
     confidence = human.obs[f"scspecies_{LABELS}_confidence"].to_numpy()
     auroc = roc_auc_score(~novel[evaluated], confidence[evaluated])
     flagged = human.obs[f"scspecies_{LABELS}_novel"].to_numpy()
-    n_iter_context = epochs * int(np.ceil(0.9 * mouse.n_obs / 128))
-    n_iter_target = epochs * int(np.ceil(0.9 * human.n_obs / 128))
+    n_iter_context = epochs * int(np.ceil(0.9 * mouse.n_obs / 128))  # scvi-tools' 90 % training split
+    n_iter_target = epochs * int(np.ceil(human.n_obs / 128))  # the target trains on every cell
     return {
         "seed": seed,
         **report.to_dict(),
