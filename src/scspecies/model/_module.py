@@ -351,14 +351,13 @@ class CountDecoder(nn.Module):
         h = self.net(z, batch_index)
         rho = torch.softmax(self.rho_logits(h), dim=-1)
         zi = self.zi_logits(h) if self.zi_logits is not None else None
-        if self.dispersion == "gene":
-            return rho, torch.exp(torch.clamp(self.log_theta, max=15.0)), zi
+        log_theta = self.log_theta(h) if self.dispersion == "gene-cell" else self.log_theta
+        theta = torch.exp(torch.clamp(log_theta, max=15.0))
         if self.dispersion == "gene-batch":
             # one-hot rows pick each cell's batch column of the (genes x batches) table
             onehot = F.one_hot(batch_index.reshape(-1).long(), self.n_batch).to(z.dtype)
-            theta = F.linear(onehot, torch.exp(torch.clamp(self.log_theta, max=15.0)))
-            return rho, theta.expand(rho.shape), zi
-        return rho, torch.exp(torch.clamp(self.log_theta(h), max=15.0)), zi
+            theta = F.linear(onehot, theta).expand(rho.shape)
+        return rho, theta, zi
 
 
 class SpeciesVAE(BaseModuleClass):

@@ -143,7 +143,6 @@ class MLP(nn.Module):
 
     def __init__(self, n_in: int, hidden: Sequence[int], layer_order: Sequence, n_cat: int = 0):
         super().__init__()
-        self.n_cat = n_cat
         order = validate_layer_order(layer_order)
         layers: list[nn.Module] = []
         dims = [n_in, *hidden]

@@ -110,8 +110,7 @@ class SpeciesTrainingPlan(TrainingPlan):
         terms = {"train_loss": out.loss}
         terms.update({f"{key}_train": value for key, value in out.extra_metrics.items() if _is_scalar(value)})
         for key, value in terms.items():
-            weighted = torch.as_tensor(value).detach() * n_cells
-            self._epoch_sums[key] = self._epoch_sums[key] + weighted if key in self._epoch_sums else weighted
+            self._epoch_sums[key] = self._epoch_sums.get(key, 0) + torch.as_tensor(value).detach() * n_cells
         self._epoch_cells += n_cells
         return out.loss
 

@@ -261,9 +261,10 @@ def scice(
     ``remove_threshold`` are dropped, and warm-started rounds refine the better half of the
     grid until two rounds in a row no longer lower the best IC (by more than 0.001), the labels
     stop changing or ``max_iterations`` is reached. The lowest-IC resolution wins; bootstrap
-    resamples of its trials give the IC distribution. The IC is ``1 / (p^T S p)`` with ``p`` the frequencies of the distinct
-    labelings and ``S`` their element-centric similarities: 1 means every run found the same
-    partition. With ``resolution=[...]`` (manual mode) the given resolutions are evaluated directly.
+    resamples of its trials give the IC distribution. The IC is ``1 / (p^T S p)`` with ``p`` the
+    frequencies of the distinct labelings and ``S`` their element-centric similarities: 1 means every
+    run found the same partition. With ``resolution=[...]`` (manual mode) the given resolutions are
+    evaluated directly.
 
     Parameters
     ----------
