@@ -122,6 +122,11 @@ def cpu_per_call(fn, n_calls: int) -> tuple[list, float]:
     return results, round((time.process_time() - start) / n_calls, 4)
 
 
+def density(payload) -> float:
+    """Total edge weight per vertex pair: the graph's density, used as a CPM resolution."""
+    return float(payload.weights.sum() / (payload.n_nodes * (payload.n_nodes - 1) / 2))
+
+
 def leiden_per_run(case: str) -> dict:
     """CPU seconds of the unit operations: Leiden runs (igraph vs leidenalg) and one similarity.
 
@@ -137,7 +142,7 @@ def leiden_per_run(case: str) -> dict:
     graph, _ = load_graph(case)
     n_runs = 2 if graph.shape[0] <= 50_000 else 1
     payload = GraphPayload.from_adjacency(graph)
-    gamma = float(payload.weights.sum() / (graph.shape[0] * (graph.shape[0] - 1) / 2))
+    gamma = density(payload)
     ref = make_graph(graph)
     out = {
         "case": case,
@@ -179,13 +184,12 @@ def convergence_stop(case: str) -> dict:
 
     import igraph as ig
 
-    from scspecies.tl._scice_core import labeling_ic
+    from scspecies.tl._scice_core import canonical_labels, labeling_ic
     from scspecies.tl._scice_leiden import GraphPayload
 
     graph, _ = load_graph(case)
     payload = GraphPayload.from_adjacency(graph)
     g = payload.graph()
-    density = float(payload.weights.sum() / (graph.shape[0] * (graph.shape[0] - 1) / 2))
 
     def step(gamma, iterations, initial=None):
         return np.asarray(
@@ -200,11 +204,10 @@ def convergence_stop(case: str) -> dict:
         )
 
     def same(a, b):
-        pairs = np.unique(a.astype(np.int64) * (b.max() + 1) + b).size
-        return pairs == np.unique(a).size == np.unique(b).size
+        return np.array_equal(canonical_labels(a), canonical_labels(b))
 
     rows = []
-    for gamma in density / 2.0 ** np.arange(5, -1, -1):
+    for gamma in density(payload) / 2.0 ** np.arange(5, -1, -1):
         full, early, iterations, cpu = [], [], [], [0.0, 0.0]
         for seed in range(15):
             ig.set_random_number_generator(random.Random(seed))
