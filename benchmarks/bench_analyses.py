@@ -11,7 +11,7 @@ Figures:
   same type; done when >= 6 of the 7 shared types;
 - wall time of each analysis function.
 
-Writes benchmarks/results/analyses.json; with --figures DIR, also the figures of scspecies.pl as PNGs.
+Writes benchmarks/results/analyses.json; with --figures DIR, also the figures of xspecies.pl as PNGs.
 
 Usage: python benchmarks/bench_analyses.py [--data /work/shared/data] [--epochs 40] [--figures /tmp/figs]
        [--models DIR]  (trained models saved to DIR, and loaded from it on the next run)
@@ -33,8 +33,8 @@ import scvi
 import torch
 from scipy.stats import spearmanr
 
-import scspecies as scs
-from scspecies.model import ContextModel, TargetModel
+import xspecies as xs
+from xspecies.model import ContextModel, TargetModel
 
 LABELS = "cell_ontology_class"
 RESULTS = Path(__file__).resolve().parent / "results" / "analyses.json"
@@ -84,8 +84,8 @@ def main() -> None:
     times: dict[str, float] = {}
     mouse = prepare(args.data / "baron_mouse_counts.h5ad", args.n_hvg, 20)
     human = prepare(args.data / "baron_human_counts.h5ad", args.n_hvg, 20)
-    scs.pp.translate_genes(human, "human", "mouse")
-    timed(times, "pp.homology_neighbors", scs.pp.homology_neighbors, human, mouse, labels_key=LABELS)
+    xs.pp.translate_genes(human, "human", "mouse")
+    timed(times, "pp.homology_neighbors", xs.pp.homology_neighbors, human, mouse, labels_key=LABELS)
 
     ContextModel.setup_anndata(mouse, batch_key="donor", labels_key=LABELS)
     TargetModel.setup_anndata(human, batch_key="donor")
@@ -101,7 +101,7 @@ def main() -> None:
         if args.models is not None:
             context.save(str(args.models / "context"), overwrite=True)
             target.save(str(args.models / "target"), overwrite=True)
-    n_homologous = len(scs.tl._pair.homologous_genes(target, context)[0])
+    n_homologous = len(xs.tl._pair.homologous_genes(target, context)[0])
     print(f"homologous genes: {n_homologous}")
 
     shared = sorted(set(human.obs[LABELS]) & set(mouse.obs[LABELS]))
@@ -123,14 +123,14 @@ def main() -> None:
         },
         "wall_time_s": times,
     }
-    similar = timed(times, "tl.similar_cells", scs.tl.similar_cells, target, context, 0, labels_key=LABELS)
+    similar = timed(times, "tl.similar_cells", xs.tl.similar_cells, target, context, 0, labels_key=LABELS)
     results["similar_cells_target_label"] = str(human.obs[LABELS].iloc[0])
     results["similar_cells_top10_labels"] = similar[LABELS].head(10).tolist()
 
     lfc = timed(
-        times, "tl.homologous_lfc", scs.tl.homologous_lfc, target, context, LABELS, LABELS, progress_bar=False
+        times, "tl.homologous_lfc", xs.tl.homologous_lfc, target, context, LABELS, LABELS, progress_bar=False
     )
-    observed = timed(times, "tl.data_lfc", scs.tl.data_lfc, target, context, LABELS, LABELS)
+    observed = timed(times, "tl.data_lfc", xs.tl.data_lfc, target, context, LABELS, LABELS)
     merged = lfc.merge(
         observed, on=["cell_type", "gene_target", "gene_context"], suffixes=("_model", "_data")
     )
@@ -155,7 +155,7 @@ def main() -> None:
         sim = timed(
             times,
             "tl.celltype_similarity",
-            scs.tl.celltype_similarity,
+            xs.tl.celltype_similarity,
             target,
             context,
             LABELS,
@@ -183,12 +183,12 @@ def figures(folder: Path, human, mouse, target, context, sim, lfc, observed, sim
     matplotlib.use("Agg")
     folder.mkdir(parents=True, exist_ok=True)
     both = ad.concat({"mouse": mouse, "human": human}, label="species", index_unique="-")
-    both.obsm["X_scspecies"] = np.r_[context.get_latent_representation(), target.get_latent_representation()]
-    sc.pp.neighbors(both, use_rep="X_scspecies")
+    both.obsm["X_xspecies"] = np.r_[context.get_latent_representation(), target.get_latent_representation()]
+    sc.pp.neighbors(both, use_rep="X_xspecies")
     sc.tl.umap(both, random_state=0)
-    scs.pl.embedding_2d(both, color=LABELS, species_names=("mouse", "human"), save=folder / "embedding.png")
-    scs.pl.embedding_2d(both, color=LABELS, layout="joint", save=folder / "embedding_joint.png")
-    scs.pl.similarity(
+    xs.pl.embedding_2d(both, color=LABELS, species_names=("mouse", "human"), save=folder / "embedding.png")
+    xs.pl.embedding_2d(both, color=LABELS, layout="joint", save=folder / "embedding_joint.png")
+    xs.pl.similarity(
         both,
         None,
         similar,
@@ -197,21 +197,21 @@ def figures(folder: Path, human, mouse, target, context, sim, lfc, observed, sim
         species_names=("mouse", "human"),
         save=folder / "similarity.png",
     )
-    scs.pl.celltype_similarity(
+    xs.pl.celltype_similarity(
         sim, target_name="human", context_name="mouse", save=folder / "celltype_sim.png"
     )
-    scs.pl.lfc(lfc, species_names=("human", "mouse"), save=folder / "lfc.png")
-    scs.pl.lfc_comparison(lfc, observed, save=folder / "lfc_comparison.png")
-    scs.pl.history(target, save=folder / "history_target.png")
-    scs.pl.history(context, save=folder / "history_context.png")
-    scs.tl.transfer_labels(target, context, LABELS, progress_bar=False)
+    xs.pl.lfc(lfc, species_names=("human", "mouse"), save=folder / "lfc.png")
+    xs.pl.lfc_comparison(lfc, observed, save=folder / "lfc_comparison.png")
+    xs.pl.history(target, save=folder / "history_target.png")
+    xs.pl.history(context, save=folder / "history_context.png")
+    xs.tl.transfer_labels(target, context, LABELS, progress_bar=False)
     truth = human.obs[LABELS].astype(str)
     reports = {
         "data-level NNS": pd.crosstab(truth, human.obs[f"homology_{LABELS}"].astype(str)),
-        "scSpecies": pd.crosstab(truth, human.obs[f"scspecies_{LABELS}"].astype(str)),
+        "scSpecies": pd.crosstab(truth, human.obs[f"xspecies_{LABELS}"].astype(str)),
     }
-    scs.pl.transfer_accuracy(reports, save=folder / "transfer_accuracy.png")
-    scs.pl.confusion_matrix(reports["scSpecies"], save=folder / "confusion.png")
+    xs.pl.transfer_accuracy(reports, save=folder / "transfer_accuracy.png")
+    xs.pl.confusion_matrix(reports["scSpecies"], save=folder / "confusion.png")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Benchmark of the data-level homology neighbour search (scspecies.pp.homology_neighbors).
+"""Benchmark of the data-level homology neighbour search (xspecies.pp.homology_neighbors).
 
 1. Label transfer on the full Baron et al. pancreas pair (mouse -> human and human -> mouse): balanced
    accuracy of the majority vote over the cell types shared by both species, for several preparations.
@@ -26,7 +26,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.metrics import balanced_accuracy_score
 
-import scspecies as scs
+import xspecies as xs
 
 LABELS = "cell_ontology_class"
 OUT = Path(__file__).resolve().parent / "results" / "homology.json"
@@ -59,12 +59,12 @@ def accuracy(data: dict[str, ad.AnnData]) -> list[dict]:
         ready = {s: a.copy() for s, a in data.items()}
         if prep:
             for a in ready.values():
-                scs.pp.prepare(a, batch_key="donor", labels_key=LABELS, **prep)
+                xs.pp.prepare(a, batch_key="donor", labels_key=LABELS, **prep)
         for target_sp, context_sp in (("human", "mouse"), ("mouse", "human")):
             target, context = ready[target_sp], ready[context_sp]
-            scs.pp.translate_genes(target, target_sp, context_sp, policy=policy)
+            xs.pp.translate_genes(target, target_sp, context_sp, policy=policy)
             start = time.perf_counter()
-            scs.pp.homology_neighbors(
+            xs.pp.homology_neighbors(
                 target, context, labels_key=LABELS, n_neighbors=250, n_vote=25, method=method
             )
             row = {
@@ -98,17 +98,17 @@ def scale_up(adata: ad.AnnData, n: int, seed: int) -> ad.AnnData:
 def _timed_run(data_dir: str, n: int, method: str, queue) -> None:
     data = load(Path(data_dir))
     target, context = scale_up(data["human"], n, 1), scale_up(data["mouse"], n, 2)
-    scs.pp.translate_genes(target, "human", "mouse", policy="one2one")
+    xs.pp.translate_genes(target, "human", "mouse", policy="one2one")
     if method == "pynndescent":  # compile pynndescent's numba code before timing
         start = time.perf_counter()
-        scs.pp.homology_neighbors(target[:300].copy(), context[:300], n_neighbors=50, method=method)
+        xs.pp.homology_neighbors(target[:300].copy(), context[:300], n_neighbors=50, method=method)
         compile_s = time.perf_counter() - start
     else:
         compile_s = 0.0
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tracemalloc.start()
     start = time.perf_counter()
-    scs.pp.homology_neighbors(target, context, labels_key=LABELS, n_neighbors=250, n_vote=25, method=method)
+    xs.pp.homology_neighbors(target, context, labels_key=LABELS, n_neighbors=250, n_vote=25, method=method)
     seconds = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -29,7 +29,7 @@ import scanpy as sc
 import torch
 from sklearn.metrics import roc_auc_score
 
-import scspecies as scs
+import xspecies as xs
 
 LABELS = "cell_ontology_class"
 NOVEL = "pancreatic acinar cell"
@@ -105,34 +105,34 @@ def run_seed(seed: int, epochs: int, data: Path, n_top: int) -> dict:
     scvi.settings.seed = seed
     gflops_before = gemm_rate()
     mouse, human = load_pair(data, n_top)
-    scs.pp.translate_genes(human, "human", "mouse")
-    scs.pp.homology_neighbors(human, mouse, labels_key=LABELS)
+    xs.pp.translate_genes(human, "human", "mouse")
+    xs.pp.homology_neighbors(human, mouse, labels_key=LABELS)
     train = {"max_epochs": epochs, "enable_progress_bar": False}
 
-    scs.model.ContextModel.setup_anndata(mouse, batch_key="donor", labels_key=LABELS)
-    context = scs.model.ContextModel(mouse)
+    xs.model.ContextModel.setup_anndata(mouse, batch_key="donor", labels_key=LABELS)
+    context = xs.model.ContextModel(mouse)
     with PeakMemory() as mem_context:
         start, cpu0 = time.perf_counter(), time.process_time()
         context.train(**train)
         t_context, c_context = time.perf_counter() - start, time.process_time() - cpu0
-    scs.model.TargetModel.setup_anndata(human, batch_key="donor")
-    target = scs.model.TargetModel.from_context(context, human)
+    xs.model.TargetModel.setup_anndata(human, batch_key="donor")
+    target = xs.model.TargetModel.from_context(context, human)
     with PeakMemory() as mem_target:
         start, cpu0 = time.perf_counter(), time.process_time()
         target.train(**train)
         t_target, c_target = time.perf_counter() - start, time.process_time() - cpu0
     with PeakMemory() as mem_transfer:
         start, cpu0 = time.perf_counter(), time.process_time()
-        scs.tl.transfer_labels(target, context, labels_key=LABELS, progress_bar=False)
+        xs.tl.transfer_labels(target, context, labels_key=LABELS, progress_bar=False)
         t_transfer, c_transfer = time.perf_counter() - start, time.process_time() - cpu0
 
-    report = scs.tl.evaluate_transfer(human, f"scspecies_{LABELS}", LABELS, context=mouse)
+    report = xs.tl.evaluate_transfer(human, f"xspecies_{LABELS}", LABELS, context=mouse)
     true = human.obs[LABELS].astype(str).to_numpy()
     novel = true == NOVEL
     evaluated = novel | np.isin(true, report.shared_types)
-    confidence = human.obs[f"scspecies_{LABELS}_confidence"].to_numpy()
+    confidence = human.obs[f"xspecies_{LABELS}_confidence"].to_numpy()
     auroc = roc_auc_score(~novel[evaluated], confidence[evaluated])
-    flagged = human.obs[f"scspecies_{LABELS}_novel"].to_numpy()
+    flagged = human.obs[f"xspecies_{LABELS}_novel"].to_numpy()
     n_iter_context = epochs * int(np.ceil(0.9 * mouse.n_obs / 128))  # scvi-tools' 90 % training split
     n_iter_target = epochs * int(np.ceil(human.n_obs / 128))  # the target trains on every cell
     return {

@@ -1,4 +1,4 @@
-"""Benchmark of scspecies.tl.scice against a plain leidenalg reference (bench_scice_baseline.py).
+"""Benchmark of xspecies.tl.scice against a plain leidenalg reference (bench_scice_baseline.py).
 
 Graphs: Gaussian-mixture kNN graphs (20k and 100k cells) and Baron human pancreas (normalize,
 log1p, 2000 HVG, 50 PCs, 15-NN UMAP connectivities). Each run is a fresh subprocess; wall time
@@ -33,7 +33,7 @@ import scipy.sparse as sp
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("SCICE_BENCH_CACHE", "/tmp/scice_bench"))
 BARON = (
-    Path(os.environ.get("SCSPECIES_DATA_DIR", HERE.parents[1] / "shared" / "data"))
+    Path(os.environ.get("XSPECIES_DATA_DIR", HERE.parents[1] / "shared" / "data"))
     / "baron_human_counts.h5ad"
 )
 N_JOBS = 2
@@ -136,8 +136,8 @@ def leiden_per_run(case: str) -> dict:
     """
     from bench_scice_baseline import ecs, leiden, make_graph
 
-    from scspecies.tl._scice_core import partition_similarity
-    from scspecies.tl._scice_leiden import GraphPayload, run_batch
+    from xspecies.tl._scice_core import partition_similarity
+    from xspecies.tl._scice_leiden import GraphPayload, run_batch
 
     graph, _ = load_graph(case)
     n_runs = 2 if graph.shape[0] <= 50_000 else 1
@@ -184,8 +184,8 @@ def convergence_stop(case: str) -> dict:
 
     import igraph as ig
 
-    from scspecies.tl._scice_core import canonical_labels, labeling_ic
-    from scspecies.tl._scice_leiden import GraphPayload
+    from xspecies.tl._scice_core import canonical_labels, labeling_ic
+    from xspecies.tl._scice_leiden import GraphPayload
 
     graph, _ = load_graph(case)
     payload = GraphPayload.from_adjacency(graph)
@@ -241,11 +241,11 @@ def convergence_stop(case: str) -> dict:
 class PhaseClock:
     """CPU seconds (process tree), wall seconds and Leiden runs/iterations per phase of ``tl.scice``.
 
-    Wraps the search, grid/refinement and finalisation steps of :mod:`scspecies.tl` in place.
+    Wraps the search, grid/refinement and finalisation steps of :mod:`xspecies.tl` in place.
     """
 
     def __init__(self) -> None:
-        from scspecies.tl import _scice, _scice_leiden, _scice_search
+        from xspecies.tl import _scice, _scice_leiden, _scice_search
 
         self.rows: dict[str, dict] = {}
         self.current = "other"
@@ -308,13 +308,13 @@ def run_one(case: str, method: str, k_min: int, k_max: int) -> dict:
     if method == "ours":
         import anndata as ad
 
-        import scspecies as scs
+        import xspecies as xs
 
         extra["import_cpu_s"] = round(tree_cpu() - cpu_start, 2)
         clock = PhaseClock()
         adata = ad.AnnData(obs={"i": np.arange(graph.shape[0])})
         adata.obsp["connectivities"] = graph
-        scs.tl.scice(adata, cluster_range=ks, n_trials=15, n_bootstrap=100, n_jobs=N_JOBS, progress_bar=False)
+        xs.tl.scice(adata, cluster_range=ks, n_trials=15, n_bootstrap=100, n_jobs=N_JOBS, progress_bar=False)
         res = adata.uns["scice"]
         extra["phases"] = clock.summary()
         rounds = res["optimization_diagnostics"]
@@ -478,7 +478,7 @@ def main() -> None:
         print(json.dumps(record), flush=True)
         results.append(record)
         summary = {
-            "description": "scspecies.tl.scice (igraph, n_jobs=2) vs plain leidenalg reference (serial); "
+            "description": "xspecies.tl.scice (igraph, n_jobs=2) vs plain leidenalg reference (serial); "
             "n_trials=15, n_bootstrap=100, n_iterations=10, max_iterations=150, beta=0.1",
             "cpu_count": os.cpu_count(),
             "notes": notes,

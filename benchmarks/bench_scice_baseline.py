@@ -3,7 +3,7 @@
 Straightforward on purpose (not deliberately slowed): leidenalg.find_partition with
 CPMVertexPartition per trial, serial; every k bisected on its own; element-centric similarity
 computed per cell for every pair of trials (no deduplication of labelings); bootstrap IC from
-the trial-by-trial similarity matrix. Same search constants as scspecies.tl.scice.
+the trial-by-trial similarity matrix. Same search constants as xspecies.tl.scice.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sphinx configuration of the scspecies documentation (cookiecutter-scverse conventions)."""
+"""Sphinx configuration of the xspecies documentation (cookiecutter-scverse conventions)."""
 
 import os
 import sys
@@ -13,13 +13,13 @@ sys.path.insert(0, str(HERE / "_ext"))
 
 # -- Project information -----------------------------------------------------------------------------
 
-info = metadata("scspecies")
+info = metadata("xspecies")
 project = info["Name"]
-author = info["Author"] or "scspecies developers"
+author = info["Author"] or "xspecies developers"
 copyright = f"{datetime.now():%Y}, {author}"
 version = info["Version"]
 release = version
-repository_url = "https://github.com/scverse/scspecies"
+repository_url = "https://github.com/scverse/xspecies"
 
 # -- General configuration ---------------------------------------------------------------------------
 
@@ -33,7 +33,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx_autodoc_typehints",  # after napoleon
     "sphinx_copybutton",
-    "cli_help",  # docs/_ext: renders `scspecies --help` and every sub-command's help
+    "cli_help",  # docs/_ext: renders `xspecies --help` and every sub-command's help
     "api_check",  # docs/_ext: warns when a public name is missing from api.md
 ]
 
@@ -64,31 +64,31 @@ napoleon_custom_sections = [("Params", "Parameters"), "Returns"]
 sphinx_autodoc_typehints.patches.napoleon_numpy_docstring_return_type_processor = lambda *args, **kwargs: None
 
 
-# scvi-tools members that scspecies users call directly: documented on the class pages with the rest
+# scvi-tools members that xspecies users call directly: documented on the class pages with the rest
 SCVI_MEMBERS_SHOWN = ("get_latent_representation", "history", "is_trained", "save")
 
 
 def _class_members() -> dict[str, dict[str, list[str]]]:
-    """For each class of :mod:`scspecies.model`: the members to document, and the other scvi-tools ones.
+    """For each class of :mod:`xspecies.model`: the members to document, and the other scvi-tools ones.
 
-    Class pages document the public members defined in scspecies (also in its private base classes)
+    Class pages document the public members defined in xspecies (also in its private base classes)
     and :data:`SCVI_MEMBERS_SHOWN`; the remaining members of the scvi-tools base classes are only named,
     and those of torch and lightning are left out: their docstrings belong to those projects.
     """
     import inspect
 
-    import scspecies.model
+    import xspecies.model
 
     pages = {}
-    for name in scspecies.model.__all__:
-        cls = getattr(scspecies.model, name)
+    for name in xspecies.model.__all__:
+        cls = getattr(xspecies.model, name)
         if not inspect.isclass(cls):
             continue
-        ours = {a for k in cls.__mro__ if k.__module__.startswith("scspecies") for a in vars(k)}
+        ours = {a for k in cls.__mro__ if k.__module__.startswith("xspecies") for a in vars(k)}
         scvi = {a for k in cls.__mro__ if k.__module__.startswith("scvi") for a in vars(k)} - ours
         shown = sorted(a for a in ours | (scvi & set(SCVI_MEMBERS_SHOWN)) if not a.startswith("_"))
         named = sorted(a for a in scvi if not a.startswith("_") and a not in shown)
-        pages[f"scspecies.model.{name}"] = {"shown": shown, "named": named}
+        pages[f"xspecies.model.{name}"] = {"shown": shown, "named": named}
     return pages
 
 
@@ -124,7 +124,7 @@ _external = (
 nitpick_ignore_regex = [
     (r"py:.*", _external + r"(\..*)?"),
     # private modules and classes (base classes shown by show-inheritance) are not documented
-    (r"py:.*", r"scspecies\.(.*\.)?_\w+(\..*)?"),
+    (r"py:.*", r"xspecies\.(.*\.)?_\w+(\..*)?"),
     # bare names that the type-hint renderer leaves unqualified
     (r"py:class", r"(AnnData|MuData|ArrayLike|NDArray|DataFrame|Series|Axes|Figure|Colormap|Module|Tensor)"),
     (
@@ -136,7 +136,7 @@ nitpick_ignore_regex = [
 # -- HTML output -------------------------------------------------------------------------------------
 
 html_theme = "sphinx_book_theme"
-html_title = "scspecies"
+html_title = "xspecies"
 html_css_files = ["custom.css"]
 html_theme_options = {
     "repository_url": repository_url,

@@ -1,4 +1,4 @@
-"""Build the embedded human <-> mouse ortholog table ``src/scspecies/data/orthologs_human_mouse.tsv.gz``.
+"""Build the embedded human <-> mouse ortholog table ``src/xspecies/data/orthologs_human_mouse.tsv.gz``.
 
 Inputs (``--source-dir``, default ``/work/shared/data/orthologs``):
 
@@ -27,7 +27,7 @@ import pandas as pd
 
 MIN_SUPPORT = 2
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "src" / "scspecies" / "data" / "orthologs_human_mouse.tsv.gz"
+OUT = ROOT / "src" / "xspecies" / "data" / "orthologs_human_mouse.tsv.gz"
 
 
 def _clean(df: pd.DataFrame) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Build the embedded pancreas demo ``src/scspecies/data/pancreas_{human,mouse}_demo.h5ad``.
+"""Build the embedded pancreas demo ``src/xspecies/data/pancreas_{human,mouse}_demo.h5ad``.
 
 Input: the Baron et al. 2016 pancreas counts (GEO GSE84133) as ``baron_{human,mouse}_counts.h5ad`` in
 ``--source-dir`` (default ``/work/shared/data``). All cells are kept; genes are reduced to
@@ -24,7 +24,7 @@ import pandas as pd
 import scanpy as sc
 from scipy import sparse
 
-from scspecies.pp import ortholog_table
+from xspecies.pp import ortholog_table
 
 N_TOP_GENES = 3000
 SPECIES = ("human", "mouse")
@@ -36,7 +36,7 @@ MARKERS = {
               "Mafa"],
 }  # fmt: skip
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "src" / "scspecies" / "data"
+OUT = ROOT / "src" / "xspecies" / "data"
 
 
 def hvgs(adata: ad.AnnData, n: int) -> set[str]:

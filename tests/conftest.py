@@ -11,7 +11,7 @@ from scipy import sparse
 matplotlib.use("Agg")
 
 SHARED_DATA = Path(
-    os.environ.get("SCSPECIES_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
+    os.environ.get("XSPECIES_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
 
 

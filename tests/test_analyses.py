@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-import scspecies as scs
+import xspecies as xs
 
-model = pytest.importorskip("scspecies.model")
+model = pytest.importorskip("xspecies.model")
 
 TYPES = ["alpha", "beta", "delta"]
 N_GENES = 30
@@ -41,24 +41,24 @@ def models(synthetic_pair):
 def test_filter_outliers_chi2_cutoff():
     rng = np.random.default_rng(0)
     data = np.r_[rng.normal(size=(4000, 3)), [[12.0, -12.0, 12.0]]]
-    inliers = scs.tl.filter_outliers(data, 0.9)
+    inliers = xs.tl.filter_outliers(data, 0.9)
     assert not inliers[-1]
     assert inliers[:-1].mean() == pytest.approx(0.9, abs=0.02)
-    assert scs.tl.filter_outliers(data[:3], 0.5).all()  # too few rows for a covariance
+    assert xs.tl.filter_outliers(data[:3], 0.5).all()  # too few rows for a covariance
     with pytest.raises(ValueError, match="confidence_level"):
-        scs.tl.filter_outliers(data, 0.0)
+        xs.tl.filter_outliers(data, 0.0)
 
 
 def test_histogram_mode():
     rng = np.random.default_rng(0)
     values = np.r_[rng.normal(-3.0, 0.5, 5000), rng.normal(-40.0, 10.0, 1000)]
-    assert scs.tl.histogram_mode(values) == pytest.approx(-3.0, abs=0.6)
-    assert np.isnan(scs.tl.histogram_mode(np.array([])))
+    assert xs.tl.histogram_mode(values) == pytest.approx(-3.0, abs=0.6)
+    assert np.isnan(xs.tl.histogram_mode(np.array([])))
 
 
 def test_similar_cells_ranks_all_context_cells(models, monkeypatch):
     target, context = models
-    df = scs.tl.similar_cells(target, context, 5, labels_key=["cell_type", "donor"])
+    df = xs.tl.similar_cells(target, context, 5, labels_key=["cell_type", "donor"])
     assert len(df) == context.adata.n_obs
     assert list(df.columns) == ["context_index", "obs_name", "similarity", "cell_type", "donor"]
     assert np.all(np.diff(df["similarity"].to_numpy()) <= 0)
@@ -70,8 +70,8 @@ def test_similar_cells_ranks_all_context_cells(models, monkeypatch):
     z = context.get_latent_representation()
     direct = target.similarity_to_table(z, np.arange(len(z))[None], indices=[5])[0]
     np.testing.assert_allclose(df["similarity"], direct[df["context_index"]], rtol=1e-4, atol=1e-3)
-    monkeypatch.setattr("scspecies.tl._similar_cells._CELLS_X_GENES", 50 * N_GENES)
-    chunked = scs.tl.similar_cells(target, context, "h5", n_top=10)
+    monkeypatch.setattr("xspecies.tl._similar_cells._CELLS_X_GENES", 50 * N_GENES)
+    chunked = xs.tl.similar_cells(target, context, "h5", n_top=10)
     assert len(chunked) == 10
     np.testing.assert_allclose(chunked["similarity"], df["similarity"][:10], rtol=1e-4, atol=1e-3)
     assert chunked.attrs["target_obs_name"] == "h5"
@@ -80,60 +80,60 @@ def test_similar_cells_ranks_all_context_cells(models, monkeypatch):
 def test_similar_cells_bad_input(models):
     target, context = models
     with pytest.raises(IndexError, match="out of range"):
-        scs.tl.similar_cells(target, context, target.adata.n_obs)
+        xs.tl.similar_cells(target, context, target.adata.n_obs)
     with pytest.raises(KeyError, match="nope"):
-        scs.tl.similar_cells(target, context, "nope")
+        xs.tl.similar_cells(target, context, "nope")
     with pytest.raises(KeyError, match="tissue"):
-        scs.tl.similar_cells(target, context, 0, labels_key="tissue")
+        xs.tl.similar_cells(target, context, 0, labels_key="tissue")
     with pytest.raises(TypeError, match="TargetModel"):
-        scs.tl.similar_cells(context, target, 0)
+        xs.tl.similar_cells(context, target, 0)
 
 
 def test_celltype_similarity_table_and_scales(models):
     target, context = models
-    sim = scs.tl.celltype_similarity(
+    sim = xs.tl.celltype_similarity(
         target, context, "cell_type", "cell_type", n_target=40, n_context=10, progress_bar=False
     )
     assert list(sim.index) == ["alpha", "beta", "delta", "epsilon"]
     assert list(sim.columns) == TYPES
     assert np.isfinite(sim.to_numpy()).all()
-    stored = target.adata.uns["scspecies_celltype_similarity"]
+    stored = target.adata.uns["xspecies_celltype_similarity"]
     pd.testing.assert_frame_equal(stored["similarity"], sim)
     assert stored["params"]["n_context"] == 10
-    mm = scs.tl.celltype_similarity(
+    mm = xs.tl.celltype_similarity(
         target, context, "cell_type", "cell_type", 40, 10, scale="min_max", key_added="mm", progress_bar=False
     )
     np.testing.assert_allclose(mm.max(axis=1), 1.0)
     np.testing.assert_allclose(mm.min(axis=1), 0.0)
     pd.testing.assert_index_equal(mm.idxmax(axis=1).index, sim.index)
     assert (mm.idxmax(axis=1) == sim.idxmax(axis=1)).all()  # same seed, same ranking
-    mx = scs.tl.celltype_similarity(
+    mx = xs.tl.celltype_similarity(
         target, context, "cell_type", "cell_type", 40, 10, scale="max", progress_bar=False
     )
     np.testing.assert_allclose(mx.abs().max(axis=1), 1.0)
     with pytest.raises(ValueError, match="scale"):
-        scs.tl.celltype_similarity(target, context, "cell_type", "cell_type", scale="log")
+        xs.tl.celltype_similarity(target, context, "cell_type", "cell_type", scale="log")
 
 
 def test_celltype_similarity_uses_transferred_labels(models):
     target, context = models
     adata = target.adata
-    adata.obs["scspecies_annotation"] = adata.obs["cell_type"].astype(str).replace("epsilon", "alpha")
+    adata.obs["xspecies_annotation"] = adata.obs["cell_type"].astype(str).replace("epsilon", "alpha")
     try:
-        sim = scs.tl.celltype_similarity(
+        sim = xs.tl.celltype_similarity(
             target, context, "annotation", "cell_type", 30, 5, progress_bar=False
         )
-        assert sim.index.name == "scspecies_annotation"
+        assert sim.index.name == "xspecies_annotation"
         assert list(sim.index) == TYPES
         with pytest.raises(KeyError, match="transfer_labels"):
-            scs.tl.celltype_similarity(target, context, "missing", "cell_type")
+            xs.tl.celltype_similarity(target, context, "missing", "cell_type")
     finally:
-        del adata.obs["scspecies_annotation"]
+        del adata.obs["xspecies_annotation"]
 
 
 def test_homologous_lfc_table(models):
     target, context = models
-    df = scs.tl.homologous_lfc(target, context, "cell_type", "cell_type", n_samples=300, progress_bar=False)
+    df = xs.tl.homologous_lfc(target, context, "cell_type", "cell_type", n_samples=300, progress_bar=False)
     assert list(df.columns) == [
         "cell_type",
         "gene_target",
@@ -157,8 +157,8 @@ def test_homologous_lfc_table(models):
     assert (df["rho_target"] > 0).all() and (df["mu_context"] > 0).all()
     # renormalised rho of the homologous genes: medians sum to about 1
     assert first["rho_target"].sum() == pytest.approx(1.0, abs=0.2)
-    assert target.adata.uns["scspecies_lfc"]["params"]["n_samples"] == 300
-    again = scs.tl.homologous_lfc(
+    assert target.adata.uns["xspecies_lfc"]["params"]["n_samples"] == 300
+    again = xs.tl.homologous_lfc(
         target, context, "cell_type", "cell_type", "beta", n_samples=300, progress_bar=False, key_added="x"
     )
     pd.testing.assert_frame_equal(
@@ -169,21 +169,21 @@ def test_homologous_lfc_table(models):
 def test_homologous_lfc_bad_input(models):
     target, context = models
     with pytest.raises(ValueError, match="epsilon.*context"):
-        scs.tl.homologous_lfc(target, context, "cell_type", "cell_type", ["epsilon"], progress_bar=False)
+        xs.tl.homologous_lfc(target, context, "cell_type", "cell_type", ["epsilon"], progress_bar=False)
     with pytest.raises(KeyError, match="tissue"):
-        scs.tl.homologous_lfc(target, context, "cell_type", "tissue")
+        xs.tl.homologous_lfc(target, context, "cell_type", "tissue")
     saved = target.homologous_genes_
     target.homologous_genes_ = (np.array([], dtype=np.int64), np.array([], dtype=np.int64))
     try:
         with pytest.raises(ValueError, match="no homologous genes"):
-            scs.tl.homologous_lfc(target, context, "cell_type", "cell_type")
+            xs.tl.homologous_lfc(target, context, "cell_type", "cell_type")
     finally:
         target.homologous_genes_ = saved
 
 
 def test_data_lfc_matches_manual(models):
     target, context = models
-    df = scs.tl.data_lfc(target, context, "cell_type", "cell_type", eps=1e-6)
+    df = xs.tl.data_lfc(target, context, "cell_type", "cell_type", eps=1e-6)
     assert len(df) == len(TYPES) * N_GENES
 
     def mean_norm(adata, t):
@@ -201,28 +201,28 @@ def test_data_lfc_matches_manual(models):
     # a loaded model has no homologous_genes_: the genes come from uns["homology"]
     saved, target.homologous_genes_ = target.homologous_genes_, None
     try:
-        pd.testing.assert_frame_equal(scs.tl.data_lfc(target, context, "cell_type", "cell_type"), df)
+        pd.testing.assert_frame_equal(xs.tl.data_lfc(target, context, "cell_type", "cell_type"), df)
     finally:
         target.homologous_genes_ = saved
 
 
 def test_plots_of_real_outputs(models, tmp_path):
     target, context = models
-    lfc = scs.tl.homologous_lfc(target, context, "cell_type", "cell_type", n_samples=200, progress_bar=False)
-    axes = scs.pl.lfc(lfc, n_top=3, show=False)
+    lfc = xs.tl.homologous_lfc(target, context, "cell_type", "cell_type", n_samples=200, progress_bar=False)
+    axes = xs.pl.lfc(lfc, n_top=3, show=False)
     assert len(axes) == len(TYPES)
-    axes = scs.pl.lfc_comparison(lfc, scs.tl.data_lfc(target, context, "cell_type", "cell_type"), show=False)
+    axes = xs.pl.lfc_comparison(lfc, xs.tl.data_lfc(target, context, "cell_type", "cell_type"), show=False)
     assert all("Spearman r" in ax.get_title() for ax in axes)
-    sim = scs.tl.celltype_similarity(target, context, "cell_type", "cell_type", 20, 5, progress_bar=False)
-    ax = scs.pl.celltype_similarity(sim, show=False)
+    sim = xs.tl.celltype_similarity(target, context, "cell_type", "cell_type", 20, 5, progress_bar=False)
+    ax = xs.pl.celltype_similarity(sim, show=False)
     assert sum(t.get_text() == "1" for t in ax.texts) == len(sim)
     context.adata.obsm["X_umap"] = context.get_latent_representation()[:, :2]
     target.adata.obsm["X_umap"] = target.get_latent_representation()[:, :2]
-    near = scs.tl.similar_cells(target, context, 0)
-    ax = scs.pl.similarity(
+    near = xs.tl.similar_cells(target, context, 0)
+    ax = xs.pl.similarity(
         context.adata, target.adata, near, 0, labels_key="cell_type", save=tmp_path / "s.png", show=False
     )
     assert len(ax.collections[2].get_offsets()) == context.adata.n_obs
-    fig = scs.pl.history(target, return_fig=True)
+    fig = xs.pl.history(target, return_fig=True)
     assert any(ax.get_title() == "alignment" for ax in fig.axes)
     plt.close("all")

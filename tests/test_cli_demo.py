@@ -1,11 +1,11 @@
-"""``scspecies demo`` and ``scspecies align`` command lines."""
+"""``xspecies demo`` and ``xspecies align`` command lines."""
 
 import json
 
 import pytest
 
-import scspecies as scs
-from scspecies.cli.main import build_parser, main
+import xspecies as xs
+from xspecies.cli.main import build_parser, main
 
 
 def test_commands_registered(capsys):
@@ -16,7 +16,7 @@ def test_commands_registered(capsys):
         ["align", "--context", "c.h5ad", "--target", "t.h5ad", "--context-species", "mouse"]
         + ["--target-species", "human", "--labels-key", "cell_type"]
     )
-    assert args.labels_key == "cell_type" and args.output == "scspecies_output"
+    assert args.labels_key == "cell_type" and args.output == "xspecies_output"
     with pytest.raises(SystemExit):
         parser.parse_args(["align", "--context", "c.h5ad"])  # missing required arguments
 
@@ -29,8 +29,8 @@ def test_align_missing_file(tmp_path):
 
 
 def test_demo_runs(tmp_path, capsys):
-    pytest.importorskip("scspecies.model")
-    if not hasattr(scs.datasets, "pancreas") or not hasattr(scs.pp, "homology_neighbors"):
+    pytest.importorskip("xspecies.model")
+    if not hasattr(xs.datasets, "pancreas") or not hasattr(xs.pp, "homology_neighbors"):
         pytest.skip("datasets.pancreas / pp.homology_neighbors not available")
     out = tmp_path / "demo"
     assert main(["demo", "--epochs", "2", "--max-cells", "400", "--output", str(out), "--quiet"]) == 0

@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import scspecies as scs
-from scspecies.datasets import _liver, _pancreas
+import xspecies as xs
+from xspecies.datasets import _liver, _pancreas
 
 MARKERS = {"human": ["INS", "GCG", "SST", "PPY"], "mouse": ["Ins1", "Ins2", "Gcg", "Sst", "Ppy"]}
 
 
 @pytest.mark.parametrize(("species", "n_obs"), [("human", 2142), ("mouse", 1886)])
 def test_pancreas_demo(species, n_obs):
-    adata = scs.datasets.pancreas(species)
+    adata = xs.datasets.pancreas(species)
     assert adata.n_obs == n_obs
     assert 3000 < adata.n_vars < 6000
     assert adata.X.dtype == np.float32 and adata.X.format == "csr"
@@ -33,7 +33,7 @@ def test_pancreas_demo(species, n_obs):
 
 
 def test_demo_files_are_package_data():
-    data = files("scspecies").joinpath("data")
+    data = files("xspecies").joinpath("data")
     names = {p.name for p in data.iterdir()}
     assert {"pancreas_human_demo.h5ad", "pancreas_mouse_demo.h5ad", "orthologs_human_mouse.tsv.gz"} <= names
     total = sum(data.joinpath(n).stat().st_size for n in names if not n.startswith("__"))
@@ -42,17 +42,17 @@ def test_demo_files_are_package_data():
 
 def test_pancreas_errors():
     with pytest.raises(ValueError, match="unknown species 'rat'"):
-        scs.datasets.pancreas("rat")
+        xs.datasets.pancreas("rat")
     with pytest.raises(ValueError, match="unknown subset 'tiny'"):
-        scs.datasets.pancreas("human", subset="tiny")
+        xs.datasets.pancreas("human", subset="tiny")
 
 
 def test_pancreas_full_from_data_dir(shared_data, monkeypatch):
-    monkeypatch.setenv("SCSPECIES_DATA_DIR", str(shared_data))
-    adata = scs.datasets.pancreas("mouse", subset="full")
+    monkeypatch.setenv("XSPECIES_DATA_DIR", str(shared_data))
+    adata = xs.datasets.pancreas("mouse", subset="full")
     assert adata.shape == (1886, 14877)
     assert adata.X.dtype == np.float32
-    demo = scs.datasets.pancreas("mouse")
+    demo = xs.datasets.pancreas("mouse")
     assert set(demo.var_names) <= set(adata.var_names)
     # the demo keeps the full counts of its genes
     np.testing.assert_array_equal(adata[demo.obs_names, demo.var_names].X.toarray(), demo.X.toarray())
@@ -60,7 +60,7 @@ def test_pancreas_full_from_data_dir(shared_data, monkeypatch):
 
 def test_pancreas_full_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="baron_human_counts.h5ad"):
-        scs.datasets.pancreas("human", subset="full", data_dir=tmp_path)
+        xs.datasets.pancreas("human", subset="full", data_dir=tmp_path)
 
 
 def _geo_file(folder, name, clusters, genes, seed):
@@ -94,7 +94,7 @@ def geo_files(tmp_path):
 
 
 def test_read_gse84133(geo_files):
-    adata = scs.datasets.read_gse84133(geo_files, "mouse")
+    adata = xs.datasets.read_gse84133(geo_files, "mouse")
     assert adata.shape == (5, 3)
     assert sorted(adata.var_names) == ["Gcg", "Ins1", "Sst"]
     assert adata.obs["donor"].tolist() == ["mouse1"] * 3 + ["mouse2"] * 2
@@ -111,7 +111,7 @@ def test_read_gse84133(geo_files):
     assert adata[cell, "Ins1"].X.toarray().item() == 0  # gene absent from that donor's file
     assert adata.X.dtype == np.float32
     with pytest.raises(ValueError, match="no GSE84133 count files of species 'human'"):
-        scs.datasets.read_gse84133(geo_files[:2], "human")
+        xs.datasets.read_gse84133(geo_files[:2], "human")
 
 
 @pytest.fixture
@@ -134,13 +134,13 @@ def test_pancreas_full_download_from_geo_tar(geo_files, local_server, tmp_path, 
     with tarfile.open(root / "GSE84133_RAW.tar", "w") as tar:
         for path in geo_files:
             tar.add(path, arcname=path.name)
-    monkeypatch.delenv("SCSPECIES_DATA_DIR", raising=False)
-    monkeypatch.setenv("SCSPECIES_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("XSPECIES_DATA_DIR", raising=False)
+    monkeypatch.setenv("XSPECIES_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(_pancreas, "GEO_URL", f"{url}/GSE84133_RAW.tar")
-    adata = scs.datasets.pancreas("mouse", subset="full")
+    adata = xs.datasets.pancreas("mouse", subset="full")
     assert adata.n_obs == 5 and set(adata.obs["donor"]) == {"mouse1", "mouse2"}
     assert (tmp_path / "cache" / "GSE84133_RAW.tar").exists()
-    human = scs.datasets.pancreas("human", subset="full")  # served from the cache
+    human = xs.datasets.pancreas("human", subset="full")  # served from the cache
     assert human.n_obs == 1
 
 
@@ -148,18 +148,18 @@ def test_liver_download(local_server, tmp_path, monkeypatch):
     root, url = local_server
     tiny = ad.AnnData(np.ones((3, 2), dtype=np.float32))
     tiny.write_h5ad(root / "hamster_liver.h5ad")
-    monkeypatch.setenv("SCSPECIES_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("XSPECIES_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(_liver, "liver_url", lambda species: f"{url}/{species}_liver.h5ad")
-    adata = scs.datasets.liver("hamster", progressbar=False)
+    adata = xs.datasets.liver("hamster", progressbar=False)
     assert adata.shape == (3, 2)
-    assert scs.datasets.cache_dir() == tmp_path / "cache"
+    assert xs.datasets.cache_dir() == tmp_path / "cache"
 
 
 def test_liver_urls():
     assert (
-        scs.datasets.liver_url("human")
+        xs.datasets.liver_url("human")
         == "https://zenodo.org/records/15522251/files/human_liver.h5ad?download=1"
     )
     assert set(_liver.LIVER_FILES) == {"human", "mouse", "hamster"}
     with pytest.raises(ValueError, match="unknown species 'rat' for the liver data"):
-        scs.datasets.liver("rat")
+        xs.datasets.liver("rat")

@@ -1,8 +1,8 @@
 """Every public function, class and method has a numpy-style docstring with its sections.
 
-The API reference renders these docstrings, so each public name of :mod:`scspecies.pp`,
-:mod:`scspecies.tl`, :mod:`scspecies.pl`, :mod:`scspecies.datasets` and :mod:`scspecies.model`
-(their ``__all__``), and each public method that a scspecies class defines itself (also in its private
+The API reference renders these docstrings, so each public name of :mod:`xspecies.pp`,
+:mod:`xspecies.tl`, :mod:`xspecies.pl`, :mod:`xspecies.datasets` and :mod:`xspecies.model`
+(their ``__all__``), and each public method that an xspecies class defines itself (also in its private
 base classes, not those inherited from scvi-tools, torch or lightning), must document:
 
 - ``Parameters``, when it takes arguments besides ``self`` / ``cls``;
@@ -38,11 +38,11 @@ def _takes_parameters(obj: Callable) -> bool:
 
 
 def _is_ours(obj: object) -> bool:
-    return getattr(obj, "__module__", "").startswith("scspecies")
+    return getattr(obj, "__module__", "").startswith("xspecies")
 
 
 def _own_methods(cls: type) -> Iterator[tuple[str, Callable]]:
-    """Public methods defined by scspecies classes of ``cls``'s MRO, under their qualified names."""
+    """Public methods defined by xspecies classes of ``cls``'s MRO, under their qualified names."""
     seen = set()
     for klass in cls.__mro__:
         if not _is_ours(klass):
@@ -60,10 +60,10 @@ def public_callables() -> dict[str, Callable]:
     """``{qualified name: object}`` for the public names of the sub-packages and their own methods."""
     found = {}
     for sub in SUBPACKAGES:
-        module = importlib.import_module(f"scspecies.{sub}")
+        module = importlib.import_module(f"xspecies.{sub}")
         for name in module.__all__:
             obj = getattr(module, name)
-            found[f"scspecies.{sub}.{name}"] = obj
+            found[f"xspecies.{sub}.{name}"] = obj
             if inspect.isclass(obj):
                 for qualname, method in _own_methods(obj):
                     found.setdefault(f"{method.__module__}.{qualname}", method)
@@ -110,10 +110,10 @@ def test_section_parser():
 
 def test_collects_public_names_and_own_methods():
     found = public_callables()
-    assert "scspecies.pp.translate_genes" in found
-    assert "scspecies.pl.finalize" in found
-    assert "scspecies.model.TargetModel" in found
-    # methods defined in scspecies are collected, methods inherited from scvi-tools are not
+    assert "xspecies.pp.translate_genes" in found
+    assert "xspecies.pl.finalize" in found
+    assert "xspecies.model.TargetModel" in found
+    # methods defined in xspecies are collected, methods inherited from scvi-tools are not
     assert any(name.endswith("TargetModel.from_context") for name in found)
     assert not any(name.endswith((".view_anndata_setup", ".get_normalized_expression")) for name in found)
 

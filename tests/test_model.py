@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import scspecies as scs
+import xspecies as xs
 
-model = pytest.importorskip("scspecies.model")
+model = pytest.importorskip("xspecies.model")
 
 TRAIN = {"max_epochs": 2, "enable_progress_bar": False, "batch_size": 64}
 
@@ -44,7 +44,7 @@ def test_context_outputs(trained):
 
 
 def test_kl_ramp_and_eta_ramp():
-    from scspecies.model._training import linear_ramp
+    from xspecies.model._training import linear_ramp
 
     assert linear_ramp(0, 10, 25, 10) == 10
     assert linear_ramp(5, 10, 25, 10) == 17.5
@@ -69,7 +69,7 @@ def test_epoch_logging_matches_scvi_step_logging(monkeypatch, synthetic_pair):
     """Logging the epoch means once gives the history of scvi-tools' per-step logging."""
     from scvi.train import TrainingPlan
 
-    from scspecies.model._training import AlignmentTrainingPlan, SpeciesTrainingPlan
+    from xspecies.model._training import AlignmentTrainingPlan, SpeciesTrainingPlan
 
     ours = _history_after_training(synthetic_pair)
     monkeypatch.setattr(SpeciesTrainingPlan, "training_step", TrainingPlan.training_step)
@@ -290,56 +290,56 @@ def test_transfer_on_synthetic(trained):
     context, target, _ = trained
     tgt = target.adata
     # default candidates: the data-level neighbours (30 stored), re-ranked by likelihood similarity
-    scs.tl.transfer_labels(target, context, "cell_type", n_candidates=40, n_vote=10, progress_bar=False)
-    assert tgt.uns["scspecies_cell_type"]["candidates"] == "homology"
+    xs.tl.transfer_labels(target, context, "cell_type", n_candidates=40, n_vote=10, progress_bar=False)
+    assert tgt.uns["xspecies_cell_type"]["candidates"] == "homology"
     np.testing.assert_array_equal(
-        np.sort(tgt.obsm["scspecies_candidates"], axis=1), np.sort(tgt.obsm["homology_neighbors"], axis=1)
+        np.sort(tgt.obsm["xspecies_candidates"], axis=1), np.sort(tgt.obsm["homology_neighbors"], axis=1)
     )
     # rank_prior: 0 ranks by the model alone, a huge prior keeps the data-level order
-    scs.tl.transfer_labels(target, context, "cell_type", rank_prior=0, progress_bar=False)
-    assert (np.diff(tgt.obsm["scspecies_similarity"], axis=1) <= 1e-6).all()
-    scs.tl.transfer_labels(target, context, "cell_type", rank_prior=1e6, progress_bar=False)
-    np.testing.assert_array_equal(tgt.obsm["scspecies_candidates"], tgt.obsm["homology_neighbors"])
-    scs.tl.transfer_labels(
+    xs.tl.transfer_labels(target, context, "cell_type", rank_prior=0, progress_bar=False)
+    assert (np.diff(tgt.obsm["xspecies_similarity"], axis=1) <= 1e-6).all()
+    xs.tl.transfer_labels(target, context, "cell_type", rank_prior=1e6, progress_bar=False)
+    np.testing.assert_array_equal(tgt.obsm["xspecies_candidates"], tgt.obsm["homology_neighbors"])
+    xs.tl.transfer_labels(
         target, context, "cell_type", candidates="latent", n_candidates=40, n_vote=10, progress_bar=False
     )
-    assert tgt.uns["scspecies_cell_type"]["candidates"] == "latent"
+    assert tgt.uns["xspecies_cell_type"]["candidates"] == "latent"
     obs = target.adata.obs
-    assert set(obs["scspecies_cell_type"].cat.categories) <= {"type0", "type1", "type2"}
-    conf = obs["scspecies_cell_type_confidence"].to_numpy()
+    assert set(obs["xspecies_cell_type"].cat.categories) <= {"type0", "type1", "type2"}
+    conf = obs["xspecies_cell_type_confidence"].to_numpy()
     assert ((conf >= 0) & (conf <= 1)).all()
-    assert target.adata.obsm["scspecies_candidates"].shape == (target.adata.n_obs, 40)
-    sim = target.adata.obsm["scspecies_similarity"]
+    assert target.adata.obsm["xspecies_candidates"].shape == (target.adata.n_obs, 40)
+    sim = target.adata.obsm["xspecies_similarity"]
     assert (np.diff(sim, axis=1) <= 1e-6).all()  # most similar first
-    assert obs["scspecies_cell_type_novel"].dtype == bool
+    assert obs["xspecies_cell_type_novel"].dtype == bool
     # rank-weighted vote (default): the winner is the label of largest 1/(r+1) weight among the 10 best
-    from scspecies._vote import weighted_vote
+    from xspecies._vote import weighted_vote
 
-    cand = target.adata.obsm["scspecies_candidates"][:, :10]
+    cand = target.adata.obsm["xspecies_candidates"][:, :10]
     labels = context.adata.obs["cell_type"].cat
     winner, share = weighted_vote(labels.codes.to_numpy()[cand], len(labels.categories), "rank")
-    np.testing.assert_array_equal(obs["scspecies_cell_type"].cat.codes.to_numpy(), winner)
-    np.testing.assert_allclose(obs["scspecies_cell_type_vote_share"], share, rtol=1e-6)
+    np.testing.assert_array_equal(obs["xspecies_cell_type"].cat.codes.to_numpy(), winner)
+    np.testing.assert_allclose(obs["xspecies_cell_type_vote_share"], share, rtol=1e-6)
     with pytest.raises(ValueError, match="unknown weighting 'most'"):
-        scs.tl.transfer_labels(target, context, "cell_type", weighting="most")
+        xs.tl.transfer_labels(target, context, "cell_type", weighting="most")
     with pytest.raises(ValueError, match="unknown candidates 'data'"):
-        scs.tl.transfer_labels(target, context, "cell_type", candidates="data")
+        xs.tl.transfer_labels(target, context, "cell_type", candidates="data")
     # a target registered without the neighbour search: only latent candidates are possible
     bare = tgt.copy()
     model.TargetModel.setup_anndata(bare, batch_key="donor", homology_key=None)
     plain = model.TargetModel(bare, n_context_obs=context.adata.n_obs)
     plain.train(max_epochs=1, eta_max=0, enable_progress_bar=False, batch_size=64)
     with pytest.raises(KeyError, match="candidates='homology' needs the neighbour search"):
-        scs.tl.transfer_labels(plain, context, "cell_type", candidates="homology")
-    scs.tl.transfer_labels(plain, context, "cell_type", n_candidates=20, progress_bar=False)
-    assert bare.uns["scspecies_cell_type"]["candidates"] == "latent"
+        xs.tl.transfer_labels(plain, context, "cell_type", candidates="homology")
+    xs.tl.transfer_labels(plain, context, "cell_type", n_candidates=20, progress_bar=False)
+    assert bare.uns["xspecies_cell_type"]["candidates"] == "latent"
     with pytest.raises(KeyError, match="missing_key"):
-        scs.tl.transfer_labels(target, context, "missing_key")
+        xs.tl.transfer_labels(target, context, "missing_key")
 
 
 @pytest.mark.parametrize(("zinb", "per_row"), [(True, False), (False, False), (True, True)])
 def test_decoded_table_matches_direct_likelihood(zinb, per_row):
-    from scspecies.model._module import DecodedTable, count_log_likelihood
+    from xspecies.model._module import DecodedTable, count_log_likelihood
 
     gen = torch.Generator().manual_seed(0)
     n_rows, n_genes, m, k = 12, 30, 5, 4
@@ -362,7 +362,7 @@ def test_decoded_table_matches_direct_likelihood(zinb, per_row):
 
 @pytest.mark.parametrize("zinb", [True, False])
 def test_candidate_table_likelihood_matches_direct(zinb):
-    from scspecies.model._module import candidate_table_log_likelihood, count_log_likelihood
+    from xspecies.model._module import candidate_table_log_likelihood, count_log_likelihood
 
     gen = torch.Generator().manual_seed(2)
     n_rows, n_genes, m, k = 12, 40, 6, 5
@@ -388,7 +388,7 @@ def test_candidate_table_likelihood_matches_direct(zinb):
 def test_count_log_likelihood_matches_scvi():
     from scvi.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
 
-    from scspecies.model._module import count_log_likelihood, count_log_likelihood_exact
+    from xspecies.model._module import count_log_likelihood, count_log_likelihood_exact
 
     gen = torch.Generator().manual_seed(1)
     mu = torch.rand(6, 20, generator=gen) * 10
@@ -404,7 +404,7 @@ def test_count_log_likelihood_matches_scvi():
 
 
 def test_covariate_linear_equals_linear_on_the_concatenation():
-    from scspecies.model._nn import CovariateLinear
+    from xspecies.model._nn import CovariateLinear
 
     torch.manual_seed(3)
     layer = CovariateLinear(7, 5, 3)

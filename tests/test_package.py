@@ -1,13 +1,13 @@
-import scspecies as scs
-from scspecies.cli.main import main
+import xspecies as xs
+from xspecies.cli.main import main
 
 
 def test_version_and_subpackages():
-    assert isinstance(scs.__version__, str)
+    assert isinstance(xs.__version__, str)
     for sub in ("pp", "tl", "pl", "datasets"):
-        assert hasattr(scs, sub)
+        assert hasattr(xs, sub)
 
 
 def test_cli_help(capsys):
     assert main([]) == 1
-    assert "scspecies" in capsys.readouterr().out
+    assert "xspecies" in capsys.readouterr().out

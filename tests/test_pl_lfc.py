@@ -5,7 +5,7 @@ import pytest
 from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
-import scspecies as scs
+import xspecies as xs
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def lfc_table():
 
 
 def test_lfc_annotates_top_genes(lfc_table):
-    axes = scs.pl.lfc(lfc_table, prob_delta=0.9, n_top=3, show=False)
+    axes = xs.pl.lfc(lfc_table, prob_delta=0.9, n_top=3, show=False)
     assert [ax.get_title() for ax in axes] == ["alpha (40 genes)", "beta (40 genes)"]
     names = [t.get_text() for t in axes[0].texts]
     # largest and smallest LFC among genes with p >= 0.9
@@ -46,25 +46,25 @@ def test_lfc_annotates_top_genes(lfc_table):
 
 
 def test_lfc_selection_and_errors(lfc_table):
-    fig = scs.pl.lfc(lfc_table, "beta", label="gene_context", show_random=False, return_fig=True)
+    fig = xs.pl.lfc(lfc_table, "beta", label="gene_context", show_random=False, return_fig=True)
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     assert ax.get_title() == "beta (40 genes)"
     assert all(t.get_text().islower() for t in ax.texts)
     with pytest.raises(ValueError, match="gamma"):
-        scs.pl.lfc(lfc_table, ["gamma"], show=False)
+        xs.pl.lfc(lfc_table, ["gamma"], show=False)
     with pytest.raises(KeyError, match="p_rand"):
-        scs.pl.lfc(lfc_table.drop(columns="p_rand"), show=False)
+        xs.pl.lfc(lfc_table.drop(columns="p_rand"), show=False)
     plt.close("all")
 
 
 def test_lfc_comparison_reports_spearman(lfc_table):
     data = lfc_table.assign(lfc=lfc_table["lfc"] ** 3 + np.tile(np.r_[0.0, 5.0, 0.0, -5.0], 20))
-    axes = scs.pl.lfc_comparison(lfc_table, data, show=False)
+    axes = xs.pl.lfc_comparison(lfc_table, data, show=False)
     part = lfc_table.cell_type == "alpha"
     expected = spearmanr(data.loc[part, "lfc"], lfc_table.loc[part, "lfc"]).statistic
     assert axes[0].get_title() == f"alpha\nSpearman r = {expected:.2f} (40 genes)"
     assert len(axes[0].collections[0].get_offsets()) == 40
     with pytest.raises(ValueError, match="share no"):
-        scs.pl.lfc_comparison(lfc_table, data.assign(cell_type="x"), show=False)
+        xs.pl.lfc_comparison(lfc_table, data.assign(cell_type="x"), show=False)
     plt.close("all")

@@ -6,7 +6,7 @@ from scipy import sparse
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.neighbors import NearestNeighbors
 
-import scspecies as scs
+import xspecies as xs
 
 LABELS = "cell_ontology_class"
 
@@ -36,7 +36,7 @@ def _pair(n_target=60, n_context=80, n_genes=40, seed=0):
 
 def test_outputs_match_contract_and_sklearn():
     target, context = _pair()
-    scs.pp.homology_neighbors(target, context, labels_key="kind", n_neighbors=20, n_vote=5)
+    xs.pp.homology_neighbors(target, context, labels_key="kind", n_neighbors=20, n_vote=5)
     idx, dist = target.obsm["homology_neighbors"], target.obsm["homology_distances"]
     assert idx.dtype == np.int64 and idx.shape == (60, 20)
     assert dist.dtype == np.float32 and dist.shape == (60, 20)
@@ -71,7 +71,7 @@ def test_agreement_without_labels_and_copy(tmp_path):
     target, context = _pair()
     target.layers["counts"], context.layers["counts"] = target.X.copy(), context.X.copy()
     target.X, context.X = target.X * 0.5, context.X * 0.5  # not counts: the layer is used
-    out = scs.pp.homology_neighbors(target, context, n_neighbors=10, n_vote=4, layer="counts", copy=True)
+    out = xs.pp.homology_neighbors(target, context, n_neighbors=10, n_vote=4, layer="counts", copy=True)
     out.write_h5ad(tmp_path / "t.h5ad")
     back = ad.read_h5ad(tmp_path / "t.h5ad")
     np.testing.assert_array_equal(back.obsm["homology_neighbors"], out.obsm["homology_neighbors"])
@@ -81,7 +81,7 @@ def test_agreement_without_labels_and_copy(tmp_path):
     sim = 1 - out.obsm["homology_distances"][:, :4].mean(axis=1)
     np.testing.assert_allclose(out.obs["homology_agreement"], sim, rtol=1e-5)
     assert out.uns["homology"]["labels_key"] == ""
-    euclid = scs.pp.homology_neighbors(
+    euclid = xs.pp.homology_neighbors(
         target, context, n_neighbors=10, n_vote=4, metric="euclidean", key_added="e", copy=True
     )
     T = np.log1p(target.X[:, :30].toarray())
@@ -91,7 +91,7 @@ def test_agreement_without_labels_and_copy(tmp_path):
 
 
 def test_vote_ties_go_to_the_closest_label_and_rank_weights_favour_the_closest():
-    from scspecies._vote import weighted_vote as _weighted_vote
+    from xspecies._vote import weighted_vote as _weighted_vote
 
     codes = np.array([[1, 0, 0, 1], [2, 2, 0, 1], [0, 1, 2, 3]])
     winner, share = _weighted_vote(codes, 4, "uniform")
@@ -112,24 +112,24 @@ def test_vote_ties_go_to_the_closest_label_and_rank_weights_favour_the_closest()
 def test_errors_name_the_problem():
     target, context = _pair()
     with pytest.raises(KeyError, match="translate_genes"):
-        scs.pp.homology_neighbors(target, context, ortholog_key="missing")
+        xs.pp.homology_neighbors(target, context, ortholog_key="missing")
     with pytest.raises(KeyError, match="'cell_type' not found in context.obs"):
-        scs.pp.homology_neighbors(target, context, labels_key="cell_type", n_neighbors=5)
+        xs.pp.homology_neighbors(target, context, labels_key="cell_type", n_neighbors=5)
     with pytest.raises(ValueError, match="n_vote"):
-        scs.pp.homology_neighbors(target, context, n_neighbors=5, n_vote=10)
+        xs.pp.homology_neighbors(target, context, n_neighbors=5, n_vote=10)
     with pytest.raises(ValueError, match="unknown weighting 'votes'"):
-        scs.pp.homology_neighbors(target, context, weighting="votes")
+        xs.pp.homology_neighbors(target, context, weighting="votes")
     with pytest.raises(ValueError, match="exceeds the 80 context cells"):
-        scs.pp.homology_neighbors(target, context, n_neighbors=100)
+        xs.pp.homology_neighbors(target, context, n_neighbors=100)
     bad = target.copy()
     bad.var["ortholog"] = [f"X{j}" for j in range(bad.n_vars)]
     with pytest.raises(ValueError, match="share no homologous genes"):
-        scs.pp.homology_neighbors(bad, context, n_neighbors=5, n_vote=5)
+        xs.pp.homology_neighbors(bad, context, n_neighbors=5, n_vote=5)
     logged = context.copy()
     logged.X = logged.X.copy()
     logged.X.data = np.log1p(logged.X.data)
     with pytest.raises(ValueError, match=r"context.X contains non-integer"):
-        scs.pp.homology_neighbors(target, logged, n_neighbors=5, n_vote=5)
+        xs.pp.homology_neighbors(target, logged, n_neighbors=5, n_vote=5)
 
 
 def _balanced_accuracy(target, context):
@@ -139,9 +139,9 @@ def _balanced_accuracy(target, context):
 
 
 def test_label_vote_on_demo_data():
-    human, mouse = scs.datasets.pancreas("human"), scs.datasets.pancreas("mouse")
-    scs.pp.translate_genes(human, "human", "mouse", policy="one2one")
-    scs.pp.homology_neighbors(human, mouse, labels_key=LABELS)
+    human, mouse = xs.datasets.pancreas("human"), xs.datasets.pancreas("mouse")
+    xs.pp.translate_genes(human, "human", "mouse", policy="one2one")
+    xs.pp.homology_neighbors(human, mouse, labels_key=LABELS)
     assert len(human.uns["homology"]["target_genes"]) > 3000
     assert _balanced_accuracy(human, mouse) > 0.7
     beta = human.obs[LABELS] == "type B pancreatic cell"
@@ -158,19 +158,19 @@ def test_label_vote_on_full_baron_pair(shared_data):
     human = ad.read_h5ad(shared_data / "baron_human_counts.h5ad")
     mouse = ad.read_h5ad(shared_data / "baron_mouse_counts.h5ad")
     for adata in (human, mouse):
-        scs.pp.prepare(adata, batch_key="donor", labels_key=LABELS, n_top_genes=2000)
-    scs.pp.translate_genes(human, "human", "mouse", policy="one2one")
-    scs.pp.homology_neighbors(human, mouse, labels_key=LABELS, n_neighbors=250, n_vote=25)
+        xs.pp.prepare(adata, batch_key="donor", labels_key=LABELS, n_top_genes=2000)
+    xs.pp.translate_genes(human, "human", "mouse", policy="one2one")
+    xs.pp.homology_neighbors(human, mouse, labels_key=LABELS, n_neighbors=250, n_vote=25)
     assert _balanced_accuracy(human, mouse) >= 0.8
 
 
 @pytest.mark.slow
 def test_pynndescent_method_close_to_exact():
-    human, mouse = scs.datasets.pancreas("human"), scs.datasets.pancreas("mouse")
+    human, mouse = xs.datasets.pancreas("human"), xs.datasets.pancreas("mouse")
     human, mouse = human[::4].copy(), mouse[::3].copy()
-    scs.pp.translate_genes(human, "human", "mouse", policy="one2one")
-    exact = scs.pp.homology_neighbors(human, mouse, labels_key=LABELS, n_neighbors=50, copy=True)
-    approx = scs.pp.homology_neighbors(
+    xs.pp.translate_genes(human, "human", "mouse", policy="one2one")
+    exact = xs.pp.homology_neighbors(human, mouse, labels_key=LABELS, n_neighbors=50, copy=True)
+    approx = xs.pp.homology_neighbors(
         human, mouse, labels_key=LABELS, n_neighbors=50, method="pynndescent", copy=True
     )
     assert approx.uns["homology"]["method"] == "pynndescent"
@@ -181,12 +181,12 @@ def test_pynndescent_method_close_to_exact():
 
 
 def test_exact_search_without_dense_context_cache(monkeypatch):
-    from scspecies.pp import _homology
+    from xspecies.pp import _homology
 
     target, context = _pair(n_target=70, n_context=90)
-    cached = scs.pp.homology_neighbors(target, context, n_neighbors=12, n_vote=5, batch_size=8, copy=True)
+    cached = xs.pp.homology_neighbors(target, context, n_neighbors=12, n_vote=5, batch_size=8, copy=True)
     monkeypatch.setattr(_homology, "DENSE_CONTEXT_BYTES", 0)  # re-densify context blocks per target block
-    blocked = scs.pp.homology_neighbors(target, context, n_neighbors=12, n_vote=5, batch_size=8, copy=True)
+    blocked = xs.pp.homology_neighbors(target, context, n_neighbors=12, n_vote=5, batch_size=8, copy=True)
     np.testing.assert_array_equal(cached.obsm["homology_neighbors"], blocked.obsm["homology_neighbors"])
     np.testing.assert_allclose(
         cached.obsm["homology_distances"], blocked.obsm["homology_distances"], atol=1e-6

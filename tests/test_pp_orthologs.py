@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-import scspecies as scs
-from scspecies.pp._species import resolve_species
+import xspecies as xs
+from xspecies.pp._species import resolve_species
 
 
 def _adata(genes):
@@ -15,7 +15,7 @@ def _adata(genes):
 
 @pytest.fixture(scope="module")
 def human_demo():
-    return scs.datasets.pancreas("human")
+    return xs.datasets.pancreas("human")
 
 
 @pytest.mark.parametrize(
@@ -41,21 +41,21 @@ def test_resolve_species_unknown_taxon_and_errors():
 
 
 def test_embedded_table_content():
-    table = scs.pp.ortholog_table("human", "mouse")
+    table = xs.pp.ortholog_table("human", "mouse")
     assert list(table.columns) == ["human", "mouse", "type", "support"]
     assert set(table["type"]) == {"one2one", "one2many", "many2many"}
     assert len(table) > 20_000
     assert set(table.loc[table["human"] == "INS", "mouse"]) == {"Ins1", "Ins2"}
     assert table.loc[table["human"] == "GCG", "mouse"].tolist() == ["Gcg"]
     # the reverse direction is the same table with swapped columns
-    reverse = scs.pp.ortholog_table(10090, 9606)
+    reverse = xs.pp.ortholog_table(10090, 9606)
     assert list(reverse.columns[:2]) == ["mouse", "human"]
     assert len(reverse) == len(table)
 
 
 def test_translate_markers_human_to_mouse(human_demo):
     adata = human_demo.copy()
-    assert scs.pp.translate_genes(adata, "human", "mouse") is None
+    assert xs.pp.translate_genes(adata, "human", "mouse") is None
     var = adata.var
     assert var.loc["INS", "ortholog"] in {"Ins1", "Ins2"}
     assert var.loc["GCG", "ortholog"] == "Gcg"
@@ -78,23 +78,23 @@ def test_translate_markers_human_to_mouse(human_demo):
 
 
 def test_translate_policies(human_demo):
-    one = scs.pp.translate_genes(human_demo, "human", "mouse", policy="one2one", copy=True)
+    one = xs.pp.translate_genes(human_demo, "human", "mouse", policy="one2one", copy=True)
     assert pd.isna(one.var.loc["INS", "ortholog"])
     assert one.var.loc["GCG", "ortholog"] == "Gcg"
     assert (one.var["ortholog_type"].dropna() == "one2one").all()
-    every = scs.pp.translate_genes(human_demo, "human", "mouse", policy="all", copy=True, key_added="orth")
+    every = xs.pp.translate_genes(human_demo, "human", "mouse", policy="all", copy=True, key_added="orth")
     assert set(every.var.loc["INS", "orth"].split("|")) == {"Ins1", "Ins2"}
     assert "orth_type" in every.var
     assert "ortholog" not in human_demo.var  # copy=True leaves the input alone
     with pytest.raises(ValueError, match="unknown policy"):
-        scs.pp.translate_genes(human_demo, "human", "mouse", policy="random")
+        xs.pp.translate_genes(human_demo, "human", "mouse", policy="random")
 
 
 def test_translate_mouse_to_human_many_to_one():
     adata = _adata(["Ins1", "Ins2", "Gcg", "NotAGene"])
-    every = scs.pp.translate_genes(adata, "mouse", "human", policy="all", copy=True)
+    every = xs.pp.translate_genes(adata, "mouse", "human", policy="all", copy=True)
     assert every.var.loc["Ins1", "ortholog"] == every.var.loc["Ins2", "ortholog"] == "INS"
-    best = scs.pp.translate_genes(adata, "mouse", "human", copy=True)
+    best = xs.pp.translate_genes(adata, "mouse", "human", copy=True)
     assert best.var["ortholog"].tolist().count("INS") == 1  # only the best-supported mouse gene keeps INS
     assert pd.isna(best.var.loc["NotAGene", "ortholog"])
 
@@ -102,25 +102,25 @@ def test_translate_mouse_to_human_many_to_one():
 def test_translate_user_table():
     table = pd.DataFrame({"human": ["A", "A", "B"], "mouse": ["a1", "a2", "b"], "support": [1, 5, 2]})
     adata = _adata(["A", "B", "C"])
-    scs.pp.translate_genes(adata, "human", "mouse", table=table)
+    xs.pp.translate_genes(adata, "human", "mouse", table=table)
     assert adata.var["ortholog"].tolist()[:2] == ["a2", "b"]
     assert adata.var["ortholog_type"].tolist()[:2] == ["one2many", "one2one"]
     assert adata.uns["ortholog"]["table"] == "user"
     # positional columns work too
-    scs.pp.translate_genes(adata, "human", "mouse", table=table.rename(columns={"human": "x", "mouse": "y"}))
+    xs.pp.translate_genes(adata, "human", "mouse", table=table.rename(columns={"human": "x", "mouse": "y"}))
     assert adata.var.loc["B", "ortholog"] == "b"
 
 
 def test_translate_errors():
     with pytest.raises(ValueError, match="human <-> mouse only.*mgi.*mygene"):
-        scs.pp.translate_genes(_adata(["A"]), "human", "zebrafish")
+        xs.pp.translate_genes(_adata(["A"]), "human", "zebrafish")
     dup = _adata(["A", "A"])
     with pytest.raises(ValueError, match="duplicates"):
-        scs.pp.translate_genes(dup, "human", "mouse")
+        xs.pp.translate_genes(dup, "human", "mouse")
     with pytest.raises(ValueError, match="same"):
-        scs.pp.ortholog_table("mouse", 10090)
+        xs.pp.ortholog_table("mouse", 10090)
     with pytest.raises(ValueError, match="unknown ortholog source"):
-        scs.pp.ortholog_table("human", "mouse", source="biomart")
+        xs.pp.ortholog_table("human", "mouse", source="biomart")
 
 
 MGI_REPORT = (
@@ -139,9 +139,9 @@ MGI_REPORT = (
 
 def test_mgi_table_from_local_cache(tmp_path, monkeypatch):
     # pooch finds the report already in the cache folder and does not download it
-    monkeypatch.setenv("SCSPECIES_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("XSPECIES_CACHE_DIR", str(tmp_path))
     (tmp_path / "HOM_AllOrganism.rpt").write_text(MGI_REPORT)
-    table = scs.pp.ortholog_table("human", "rat", source="mgi")
+    table = xs.pp.ortholog_table("human", "rat", source="mgi")
     assert set(map(tuple, table[["human", "rat"]].to_numpy())) == {
         ("INS", "Ins1"),
         ("INS", "Ins2"),
@@ -149,10 +149,10 @@ def test_mgi_table_from_local_cache(tmp_path, monkeypatch):
     }
     assert table.set_index("rat").loc["Gcg", "type"] == "one2one"
     adata = _adata(["INS", "GCG", "SST"])
-    scs.pp.translate_genes(adata, "human", "zebrafish", table="mgi")
+    xs.pp.translate_genes(adata, "human", "zebrafish", table="mgi")
     assert adata.var["ortholog"].tolist() == [None, None, "sst1.1"]
     with pytest.raises(ValueError, match="not in the MGI homology report"):
-        scs.pp.ortholog_table("human", "pig", source="mgi")
+        xs.pp.ortholog_table("human", "pig", source="mgi")
 
 
 class FakeMyGene:
@@ -184,11 +184,11 @@ def test_mygene_table_mocked(monkeypatch):
 
     monkeypatch.setattr(mygene, "MyGeneInfo", FakeMyGene)
     adata = _adata(["GCG", "INS", "XYZ"])
-    scs.pp.translate_genes(adata, 9606, 10116, table="mygene")
+    xs.pp.translate_genes(adata, 9606, 10116, table="mygene")
     assert adata.var.loc["GCG", "ortholog"] == "Gcg"
     assert adata.var.loc["INS", "ortholog"] in {"Ins1", "Ins2"}
     assert adata.var.loc["INS", "ortholog_type"] == "one2many"
     assert pd.isna(adata.var.loc["XYZ", "ortholog"])
     assert FakeMyGene.calls[0] == ("querymany", ("GCG", "INS", "XYZ"), 9606)
     with pytest.raises(ValueError, match="needs the gene symbols"):
-        scs.pp.ortholog_table("human", "rat", source="mygene")
+        xs.pp.ortholog_table("human", "rat", source="mygene")

@@ -4,19 +4,19 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-import scspecies as scs
+import xspecies as xs
 
 
 @pytest.fixture(scope="module")
 def mouse_demo():
-    return scs.datasets.pancreas("mouse")
+    return xs.datasets.pancreas("mouse")
 
 
 def test_prepare_copy_removes_rare_types_and_small_batches(mouse_demo):
     adata = mouse_demo.copy()
     adata.obs["donor"] = adata.obs["donor"].cat.add_categories("tiny")
     adata.obs.iloc[:5, adata.obs.columns.get_loc("donor")] = "tiny"
-    out = scs.pp.prepare(adata, batch_key="donor", labels_key="cell_ontology_class", copy=True)
+    out = xs.pp.prepare(adata, batch_key="donor", labels_key="cell_ontology_class", copy=True)
     assert adata.n_obs == mouse_demo.n_obs  # copy=True leaves the input alone
     assert "tiny" not in set(out.obs["donor"])
     counts = out.obs["cell_ontology_class"].value_counts()
@@ -42,7 +42,7 @@ def test_prepare_in_place_complexity_and_hvg(mouse_demo):
     adata = mouse_demo.copy()
     n_genes = np.asarray((adata.X > 0).sum(axis=1)).ravel()
     threshold = np.quantile(n_genes, 0.1) / adata.n_vars
-    assert scs.pp.prepare(adata, min_genes_fraction=threshold, n_top_genes=500) is None
+    assert xs.pp.prepare(adata, min_genes_fraction=threshold, n_top_genes=500) is None
     expected = int((n_genes >= np.ceil(threshold * mouse_demo.n_vars)).sum())
     assert adata.n_obs == expected < mouse_demo.n_obs
     assert adata.n_vars == 500
@@ -54,7 +54,7 @@ def test_prepare_in_place_complexity_and_hvg(mouse_demo):
 
 
 def test_prepare_report_roundtrip(tmp_path, mouse_demo):
-    out = scs.pp.prepare(mouse_demo, labels_key="cell_ontology_class", copy=True)
+    out = xs.pp.prepare(mouse_demo, labels_key="cell_ontology_class", copy=True)
     out.write_h5ad(tmp_path / "p.h5ad")
     back = ad.read_h5ad(tmp_path / "p.h5ad")
     pd.testing.assert_frame_equal(
@@ -73,14 +73,14 @@ def _tiny(values):
 def test_prepare_errors():
     counts = [[1, 0, 2], [0, 3, 1]]
     with pytest.raises(KeyError, match="'batch' not found in adata.obs"):
-        scs.pp.prepare(_tiny(counts), batch_key="batch")
+        xs.pp.prepare(_tiny(counts), batch_key="batch")
     with pytest.raises(ValueError, match="non-integer values.*e.g. 0.5 for cell 'c1', gene 'g2'"):
-        scs.pp.prepare(_tiny([[1, 1, 0], [1, 1, 0.5]]))
+        xs.pp.prepare(_tiny([[1, 1, 0], [1, 1, 0.5]]))
     with pytest.raises(ValueError, match="negative"):
-        scs.pp.prepare(_tiny([[-1, 1, 0], [1, 1, 1]]))
+        xs.pp.prepare(_tiny([[-1, 1, 0], [1, 1, 1]]))
     with pytest.raises(ValueError, match="NaN"):
-        scs.pp.prepare(_tiny([[np.nan, 1, 0], [1, 1, 1]]))
+        xs.pp.prepare(_tiny([[np.nan, 1, 0], [1, 1, 1]]))
     with pytest.raises(ValueError, match="every cell was filtered away at step 'celltype'"):
-        scs.pp.prepare(_tiny(counts), labels_key="cell_type", min_celltype_size=5)
+        xs.pp.prepare(_tiny(counts), labels_key="cell_type", min_celltype_size=5)
     with pytest.raises(ValueError, match="min_genes_fraction"):
-        scs.pp.prepare(_tiny(counts), min_genes_fraction=1.5)
+        xs.pp.prepare(_tiny(counts), min_genes_fraction=1.5)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-import scspecies as scs
+import xspecies as xs
 
 FAST = {"n_trials": 5, "n_bootstrap": 20, "max_iterations": 20, "n_iterations": 5, "progress_bar": False}
 
@@ -27,7 +27,7 @@ def planted_partition(n_blocks=4, size=40, p_in=0.5, p_out=0.01, seed=0):
 @pytest.fixture(scope="module")
 def planted():
     adata = planted_partition()
-    scs.tl.scice(adata, cluster_range=range(2, 7), **FAST)
+    xs.tl.scice(adata, cluster_range=range(2, 7), **FAST)
     return adata
 
 
@@ -53,11 +53,11 @@ def test_planted_partition_is_consistent_at_planted_k(planted):
 
 def test_seed_reproducible_and_independent_of_jobs(planted):
     again = planted_partition()
-    scs.tl.scice(again, cluster_range=range(2, 7), **FAST)
+    xs.tl.scice(again, cluster_range=range(2, 7), **FAST)
     a, b = planted.uns["scice"], again.uns["scice"]
     for key in ("n_cluster", "gamma", "ic", "ic_vec", "best_labels"):
         np.testing.assert_array_equal(a[key], b[key])
-    other = scs.tl.scice(planted_partition(), cluster_range=[4], random_state=1, copy=True, **FAST)
+    other = xs.tl.scice(planted_partition(), cluster_range=[4], random_state=1, copy=True, **FAST)
     assert 4 in other.uns["scice"]["n_cluster"]
 
 
@@ -71,26 +71,26 @@ def test_h5ad_round_trip(planted, tmp_path):
         np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]))
     assert b["best_cluster"] == a["best_cluster"]
     pd.testing.assert_frame_equal(a["target_diagnostics"], b["target_diagnostics"], check_dtype=False)
-    frame = scs.tl.scice_labels(back, inplace=False)
+    frame = xs.tl.scice_labels(back, inplace=False)
     assert list(frame.columns) == [f"scice_k_{k}" for k in a["n_cluster"][a["ic"] <= 1.005]]
 
 
 def test_scice_labels(planted):
     adata = planted.copy()
-    assert scs.tl.scice_labels(adata, threshold=1.005) is None
+    assert xs.tl.scice_labels(adata, threshold=1.005) is None
     assert isinstance(adata.obs["scice_k_4"].dtype, pd.CategoricalDtype)
     assert adata.obs["scice_k_4"].nunique() == 4
-    frame = scs.tl.scice_labels(adata, threshold=np.inf, key_added="robust", inplace=False)
+    frame = xs.tl.scice_labels(adata, threshold=np.inf, key_added="robust", inplace=False)
     assert len(frame.columns) == len(adata.uns["scice"]["n_cluster"])
     assert frame.index.equals(adata.obs_names)
     with pytest.raises(KeyError, match="nothere"):
-        scs.tl.scice_labels(adata, key="nothere")
+        xs.tl.scice_labels(adata, key="nothere")
 
 
 def test_manual_resolution_mode_deduplicates():
     adata = planted_partition()
     gamma = 0.1
-    scs.tl.scice(adata, resolution=[gamma, gamma, 0.3], **FAST)
+    xs.tl.scice(adata, resolution=[gamma, gamma, 0.3], **FAST)
     res = adata.uns["scice"]
     assert res["analysis_mode"] == "resolution"
     assert res["resolution_input"].tolist() == [0.1, 0.3]
@@ -99,7 +99,7 @@ def test_manual_resolution_mode_deduplicates():
 
 
 def test_plot_renders_with_content(planted):
-    ax = scs.pl.scice(planted, threshold=1.005, show=False)
+    ax = xs.pl.scice(planted, threshold=1.005, show=False)
     res = planted.uns["scice"]
     n = len(res["n_cluster"])
     assert len(ax.patches) == n  # one box per result
@@ -109,7 +109,7 @@ def test_plot_renders_with_content(planted):
     texts = [t.get_text() for t in ax.texts]
     assert len(texts) == n and all(t.startswith("γ=") for t in texts)
     assert ax.get_ylabel().startswith("inconsistency")
-    fig = scs.pl.scice(planted, show_gamma=False, return_fig=True, show=False)
+    fig = xs.pl.scice(planted, show_gamma=False, return_fig=True, show=False)
     assert isinstance(fig, plt.Figure) and not fig.axes[0].texts
     plt.close("all")
 
@@ -117,22 +117,22 @@ def test_plot_renders_with_content(planted):
 def test_bad_input():
     adata = planted_partition(n_blocks=2, size=10)
     with pytest.raises(KeyError, match="distances"):
-        scs.tl.scice(adata, graph_key="distances")
+        xs.tl.scice(adata, graph_key="distances")
     with pytest.raises(ValueError, match="empty"):
-        scs.tl.scice(adata, cluster_range=[])
+        xs.tl.scice(adata, cluster_range=[])
     with pytest.raises(ValueError, match="21"):
-        scs.tl.scice(adata, cluster_range=[2, 21])
+        xs.tl.scice(adata, cluster_range=[2, 21])
     with pytest.raises(ValueError, match=r"-0\.5"):
-        scs.tl.scice(adata, resolution=[0.1, -0.5])
+        xs.tl.scice(adata, resolution=[0.1, -0.5])
     with pytest.raises(ValueError, match="either"):
-        scs.tl.scice(adata, cluster_range=[2], resolution=[0.1])
+        xs.tl.scice(adata, cluster_range=[2], resolution=[0.1])
     with pytest.raises(ValueError, match="objective_function"):
-        scs.tl.scice(adata, objective_function="RB")
+        xs.tl.scice(adata, objective_function="RB")
     upper = sp.triu(adata.obsp["connectivities"]).tocsr()
     adata.obsp["directed"] = upper
     with pytest.raises(ValueError, match="not symmetric"):
-        scs.tl.scice(adata, graph_key="directed")
-    from scspecies.tl._scice import check_graph
+        xs.tl.scice(adata, graph_key="directed")
+    from xspecies.tl._scice import check_graph
 
     with pytest.raises(ValueError, match="square"):
         check_graph(sp.csr_matrix((3, 4)))
@@ -149,13 +149,13 @@ def test_dask_backend(planted):
         joblib.parallel_config(backend="dask"),
     ):
         adata = planted_partition()
-        scs.tl.scice(adata, cluster_range=range(2, 7), n_jobs=2, **FAST)
+        xs.tl.scice(adata, cluster_range=range(2, 7), n_jobs=2, **FAST)
     for key in ("n_cluster", "ic", "best_labels"):
         np.testing.assert_array_equal(adata.uns["scice"][key], planted.uns["scice"][key])
 
 
 def test_cli_reads_graph_and_writes_only_uns(tmp_path):
-    from scspecies.cli.main import main
+    from xspecies.cli.main import main
 
     adata = planted_partition()
     adata.X = np.ones(adata.shape, dtype=np.float32)
@@ -178,7 +178,7 @@ def test_cli_reads_graph_and_writes_only_uns(tmp_path):
 
 def test_modularity_objective_and_copy():
     adata = planted_partition()
-    out = scs.tl.scice(adata, cluster_range=[4], objective_function="modularity", copy=True, **FAST)
+    out = xs.tl.scice(adata, cluster_range=[4], objective_function="modularity", copy=True, **FAST)
     assert "scice" not in adata.uns  # copy=True leaves the input alone
     res = out.uns["scice"]
     assert res["n_cluster"].tolist() == [4]

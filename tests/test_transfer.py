@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import scspecies as scs
+import xspecies as xs
 
 
 def _obs_adata(true, pred):
@@ -19,7 +19,7 @@ def test_evaluate_transfer_shared_types():
     true = ["a"] * 4 + ["b"] * 2 + ["novel"] * 3
     pred = ["a", "a", "a", "b", "b", "a", "a", "b", "b"]
     context = _obs_adata(["a", "b", "c"], ["a", "b", "c"])
-    report = scs.tl.evaluate_transfer(_obs_adata(true, pred), "pred", "true", context=context)
+    report = xs.tl.evaluate_transfer(_obs_adata(true, pred), "pred", "true", context=context)
     assert report.shared_types == ["a", "b"]
     assert report.recall.to_dict() == {"a": 0.75, "b": 0.5}
     assert report.balanced_accuracy == pytest.approx(0.625)
@@ -34,21 +34,21 @@ def test_evaluate_transfer_shared_types():
 def test_evaluate_transfer_errors():
     adata = _obs_adata(["a", "b"], ["a", "b"])
     with pytest.raises(KeyError, match="missing"):
-        scs.tl.evaluate_transfer(adata, "missing", "true")
+        xs.tl.evaluate_transfer(adata, "missing", "true")
     with pytest.raises(ValueError, match="No true target type"):
-        scs.tl.evaluate_transfer(adata, "pred", "true", context=_obs_adata(["x"], ["x"]))
+        xs.tl.evaluate_transfer(adata, "pred", "true", context=_obs_adata(["x"], ["x"]))
 
 
 @pytest.fixture(scope="module")
 def demo_pair():
-    if not hasattr(scs.datasets, "pancreas") or not hasattr(scs.pp, "homology_neighbors"):
+    if not hasattr(xs.datasets, "pancreas") or not hasattr(xs.pp, "homology_neighbors"):
         pytest.skip("datasets.pancreas / pp.homology_neighbors not available")
     # every second cell keeps all major types and halves the run time
-    return scs.datasets.pancreas("mouse")[::2].copy(), scs.datasets.pancreas("human")[::2].copy()
+    return xs.datasets.pancreas("mouse")[::2].copy(), xs.datasets.pancreas("human")[::2].copy()
 
 
 def test_end_to_end_demo(demo_pair):
-    model = pytest.importorskip("scspecies.model")
+    model = pytest.importorskip("xspecies.model")
     import scvi
 
     scvi.settings.seed = 0
@@ -57,21 +57,21 @@ def test_end_to_end_demo(demo_pair):
     model.ContextModel.setup_anndata(mouse, batch_key="donor", labels_key="cell_ontology_class")
     context = model.ContextModel(mouse)
     context.train(**train)
-    scs.pp.translate_genes(human, "human", "mouse")
-    scs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
+    xs.pp.translate_genes(human, "human", "mouse")
+    xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
     model.TargetModel.setup_anndata(human, batch_key="donor")
     target = model.TargetModel.from_context(context, human)
     target.train(**train)
-    scs.tl.transfer_labels(target, context, labels_key="cell_ontology_class", progress_bar=False)
-    assert "scspecies_cell_ontology_class" in human.obs
-    assert "scspecies_cell_ontology_class_confidence" in human.obs
-    report = scs.tl.evaluate_transfer(
-        human, "scspecies_cell_ontology_class", "cell_ontology_class", context=mouse
+    xs.tl.transfer_labels(target, context, labels_key="cell_ontology_class", progress_bar=False)
+    assert "xspecies_cell_ontology_class" in human.obs
+    assert "xspecies_cell_ontology_class_confidence" in human.obs
+    report = xs.tl.evaluate_transfer(
+        human, "xspecies_cell_ontology_class", "cell_ontology_class", context=mouse
     )
     # few epochs on half the cells: the large types must transfer, rare ones (1-4 cells) may not
     assert report.accuracy > 0.6, report.recall
     assert report.recall["type B pancreatic cell"] > 0.8, report.recall
     assert report.recall["pancreatic ductal cell"] > 0.8, report.recall
     novel = human.obs["cell_ontology_class"] == "pancreatic acinar cell"
-    conf = human.obs["scspecies_cell_ontology_class_confidence"]
+    conf = human.obs["xspecies_cell_ontology_class_confidence"]
     assert conf[novel].mean() < conf[~novel].mean()  # acinar cells (absent in mouse) are less confident

@@ -4,7 +4,7 @@ Executing the notebooks as written takes minutes (model training): re-run them w
 ``python scripts/run_tutorials.py``. Here their code runs on the demo data with one epoch and few
 trials, and these tests check what would break the rendered documentation: every notebook is
 valid JSON in nbformat 4, its code cells ran in order without an error and produced their figures,
-its imports resolve, and every ``scs.<sub-package>.<name>`` it uses exists in the installed package.
+its imports resolve, and every ``xs.<sub-package>.<name>`` it uses exists in the installed package.
 """
 
 import ast
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import scspecies as scs
+import xspecies as xs
 
 TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
 NOTEBOOKS = {
@@ -49,7 +49,7 @@ def _attribute_chain(node: ast.Attribute) -> list[str] | None:
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
         node = node.value
-    if isinstance(node, ast.Name) and node.id == "scs":
+    if isinstance(node, ast.Name) and node.id == "xs":
         return parts[::-1]
     return None
 
@@ -79,17 +79,17 @@ def test_imports_and_api_references_resolve(notebook_name):
                         f"{node.module}.{alias.name}"
                     )
             elif isinstance(node, ast.Attribute) and (chain := _attribute_chain(node)):
-                target = scs
+                target = xs
                 for i, part in enumerate(chain):
                     assert hasattr(target, part), (
-                        f"{notebook_name}: scs.{'.'.join(chain[: i + 1])} does not exist"
+                        f"{notebook_name}: xs.{'.'.join(chain[: i + 1])} does not exist"
                     )
                     target = getattr(target, part)
 
 
 def test_notebook_was_executed_without_errors(notebook_name):
     notebook = _load(notebook_name)
-    pending = notebook["metadata"].get("scspecies", {}).get("not_executed")
+    pending = notebook["metadata"].get("xspecies", {}).get("not_executed")
     if pending:
         pytest.skip(f"{notebook_name} is committed without outputs: {pending}")
     cells = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]

@@ -1,7 +1,7 @@
 """Sphinx extension: warn when a public name of a sub-package is missing from ``api.md``.
 
-Every name in the ``__all__`` of :mod:`scspecies.pp`, :mod:`scspecies.model`, :mod:`scspecies.tl`,
-:mod:`scspecies.pl` and :mod:`scspecies.datasets` must be an entry of an autosummary table of
+Every name in the ``__all__`` of :mod:`xspecies.pp`, :mod:`xspecies.model`, :mod:`xspecies.tl`,
+:mod:`xspecies.pl` and :mod:`xspecies.datasets` must be an entry of an autosummary table of
 ``docs/api.md`` under the ``.. module::`` (or ``.. currentmodule::``) directive of its sub-package;
 with ``sphinx-build -W`` a missing one fails the build.
 """
@@ -33,12 +33,12 @@ def listed_names(api_text: str) -> set[str]:
 
 
 def missing_from_api(api_text: str) -> list[str]:
-    """Public names (``scspecies.pp.translate_genes``) that ``api_text`` does not list."""
+    """Public names (``xspecies.pp.translate_genes``) that ``api_text`` does not list."""
     listed = listed_names(api_text)
     missing = []
     for sub in SUBPACKAGES:
-        module = importlib.import_module(f"scspecies.{sub}")
-        qualified = (f"scspecies.{sub}.{name}" for name in getattr(module, "__all__", ()))
+        module = importlib.import_module(f"xspecies.{sub}")
+        qualified = (f"xspecies.{sub}.{name}" for name in getattr(module, "__all__", ()))
         missing += [name for name in qualified if name not in listed]
     return missing
 
@@ -46,7 +46,7 @@ def missing_from_api(api_text: str) -> list[str]:
 def _check(app) -> None:
     api = Path(app.srcdir) / "api.md"
     for name in missing_from_api(api.read_text()):
-        logger.warning("public name %s is not listed in %s", name, api, type="scspecies", subtype="api")
+        logger.warning("public name %s is not listed in %s", name, api, type="xspecies", subtype="api")
 
 
 def setup(app):

@@ -1,6 +1,6 @@
-"""Sphinx extension: the ``scspecies-cli`` directive renders the help of the command line.
+"""Sphinx extension: the ``xspecies-cli`` directive renders the help of the command line.
 
-It builds the parser with :func:`scspecies.cli.main.build_parser` and writes one section per
+It builds the parser with :func:`xspecies.cli.main.build_parser` and writes one section per
 sub-command with its ``--help`` text, so the page never drifts from the code and no extra
 dependency (sphinx-argparse) is needed.
 """
@@ -46,18 +46,18 @@ def _section(document: nodes.document, command: str, text: str) -> nodes.section
 
 
 class CliHelpDirective(SphinxDirective):
-    """Insert ``scspecies --help`` and, as sibling sections, the help of each sub-command."""
+    """Insert ``xspecies --help`` and, as sibling sections, the help of each sub-command."""
 
     has_content = False
 
     def run(self) -> list[nodes.Node]:
-        from scspecies.cli.main import build_parser
+        from xspecies.cli.main import build_parser
 
         parser = build_parser()
         document = self.state.document
-        sections = [_section(document, "scspecies", _format_help(parser))]
+        sections = [_section(document, "xspecies", _format_help(parser))]
         sections += [
-            _section(document, f"scspecies {name}", _format_help(sub))
+            _section(document, f"xspecies {name}", _format_help(sub))
             for name, sub in _subparsers(parser).items()
         ]
         return sections
@@ -65,5 +65,5 @@ class CliHelpDirective(SphinxDirective):
 
 def setup(app):
     """Register the directive."""
-    app.add_directive("scspecies-cli", CliHelpDirective)
+    app.add_directive("xspecies-cli", CliHelpDirective)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

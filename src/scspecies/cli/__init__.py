@@ -1,1 +1,0 @@
-"""Command-line interface of scspecies (``scspecies --help``)."""

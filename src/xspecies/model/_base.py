@@ -1,0 +1,327 @@
+"""Code shared by :class:`~xspecies.model.ContextModel` and :class:`~xspecies.model.TargetModel`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from anndata import AnnData
+from scipy import sparse
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
+
+from ._nn import DEFAULT_LAYER_ORDER, validate_layer_order
+from ._training import SpeciesTrainingPlan
+
+#: ``__init__`` arguments of both models that define the network architecture.
+ARCHITECTURE_KEYS = (
+    "n_latent",
+    "outer_hidden",
+    "inner_hidden",
+    "decoder_hidden",
+    "library_hidden",
+    "layer_order",
+    "gene_likelihood",
+    "dispersion",
+    "use_library_encoder",
+)
+
+
+def library_log_prior(adata: AnnData, layer: str | None, batch_codes: np.ndarray, n_batch: int):
+    """Per-batch mean and variance of the log library sizes (computed without densifying).
+
+    Parameters
+    ----------
+    adata
+        The data.
+    layer
+        Layer with the counts (``None``: ``X``).
+    batch_codes
+        Integer batch code of every cell.
+    n_batch
+        Number of batches.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Means and variances, each of length ``n_batch``.
+    """
+    counts = adata.X if layer is None else adata.layers[layer]
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    log_lib = np.log(np.clip(totals, 1.0, None))
+    means, variances = np.zeros(n_batch), np.ones(n_batch)
+    for b in range(n_batch):
+        sel = log_lib[batch_codes == b]
+        if sel.size:
+            means[b] = sel.mean()
+            variances[b] = max(sel.var(), 1e-2)
+    return means.astype(np.float32), variances.astype(np.float32)
+
+
+def check_counts(adata: AnnData, layer: str | None) -> None:
+    """Raise when the matrix holds negative or non-integer values (the models need raw counts)."""
+    counts = adata.X if layer is None else adata.layers[layer]
+    if counts is None or adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError("The AnnData has no cells, no genes or no count matrix.")
+    values = counts.data if sparse.issparse(counts) else np.asarray(counts[: min(adata.n_obs, 500)])
+    values = np.asarray(values[:100_000])
+    if values.size and (values.min() < 0 or not np.allclose(values, np.round(values))):
+        where = "X" if layer is None else f"layers[{layer!r}]"
+        raise ValueError(f"adata.{where} must hold raw (non-negative integer) counts.")
+
+
+class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseModelClass):
+    """Training defaults, decoding and checked loading shared by the xspecies models."""
+
+    _training_plan_cls = SpeciesTrainingPlan
+
+    @classmethod
+    def _register_counts(
+        cls,
+        adata: AnnData,
+        layer: str | None,
+        batch_key: str | None,
+        labels_key: str | None,
+        setup_method_args: dict,
+        extra_fields: Sequence = (),
+        **kwargs,
+    ) -> None:
+        """Check the inputs and register counts, batch, labels and ``extra_fields`` for ``cls``."""
+        for key in (batch_key, labels_key):
+            if key is not None and key not in adata.obs:
+                raise KeyError(f"{key!r} is not a column of adata.obs.")
+        if layer is not None and layer not in adata.layers:
+            raise KeyError(f"{layer!r} is not a layer of adata.")
+        check_counts(adata, layer)
+        fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
+            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
+            *extra_fields,
+        ]
+        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
+
+    def _module_kwargs(self, params: dict) -> dict:
+        """Module arguments from the architecture entries of the model's ``__init__`` arguments."""
+        n_batch = self.summary_stats.n_batch
+        codes = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel().astype(int)
+        layer = self.adata_manager.data_registry[REGISTRY_KEYS.X_KEY].attr_key
+        means, variances = library_log_prior(self.adata, layer, codes, n_batch)
+        kwargs = {key: params[key] for key in ARCHITECTURE_KEYS}
+        for key in ("outer_hidden", "inner_hidden", "decoder_hidden", "library_hidden"):
+            kwargs[key] = tuple(kwargs[key])
+        kwargs["layer_order"] = validate_layer_order(kwargs["layer_order"] or DEFAULT_LAYER_ORDER)
+        return {
+            **kwargs,
+            "n_batch": n_batch,
+            "library_log_means": torch.as_tensor(means),
+            "library_log_vars": torch.as_tensor(variances),
+        }
+
+    def train(
+        self,
+        max_epochs: int = 40,
+        batch_size: int = 128,
+        n_epochs_kl_warmup: int = 10,
+        min_kl_weight: float = 0.1,
+        max_kl_weight: float = 1.0,
+        lr: float = 1e-3,
+        plan_kwargs: dict | None = None,
+        **kwargs,
+    ):
+        """Train the model with scvi-tools' Lightning machinery.
+
+        The KL weight ramps linearly from ``min_kl_weight`` to ``max_kl_weight`` over
+        ``n_epochs_kl_warmup`` epochs (scSpecies: 0.1 -> 1 over 10 epochs).
+
+        Parameters
+        ----------
+        max_epochs
+            Number of epochs.
+        batch_size
+            Minibatch size.
+        n_epochs_kl_warmup, min_kl_weight, max_kl_weight
+            KL weight ramp.
+        lr
+            Learning rate of Adam.
+        plan_kwargs
+            More arguments of the training plan (they override the ones above).
+        **kwargs
+            Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train`, e.g. ``accelerator``,
+            ``train_size``, ``early_stopping``, ``enable_progress_bar``.
+
+        Returns
+        -------
+        None
+            The training history is in :attr:`history`.
+
+        Examples
+        --------
+        >>> context.train(max_epochs=40, batch_size=128, lr=1e-3)
+        >>> context.history["elbo_train"].tail()
+        """
+        plan = {
+            "n_epochs_kl_warmup": n_epochs_kl_warmup,
+            "min_kl_weight": min_kl_weight,
+            "max_kl_weight": max_kl_weight,
+            "lr": lr,
+            **(plan_kwargs or {}),
+        }
+        return super().train(max_epochs=max_epochs, batch_size=batch_size, plan_kwargs=plan, **kwargs)
+
+    # --- representations -------------------------------------------------------------------------
+    def _encoded(self, key: str, adata: AnnData | None, indices, batch_size: int | None) -> np.ndarray:
+        adata = self._validate_anndata(adata)
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        self.module.eval()
+        out = []
+        with torch.inference_mode():
+            for tensors in loader:
+                enc = self.module.encode(
+                    tensors[REGISTRY_KEYS.X_KEY].to(self.device),
+                    tensors[REGISTRY_KEYS.BATCH_KEY].to(self.device),
+                )
+                out.append(enc[key].cpu())
+        return torch.cat(out).numpy()
+
+    def get_intermediate_representation(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Outer encoder output (input of the shared inner encoder) of every cell, in evaluation mode.
+
+        Parameters
+        ----------
+        adata
+            Data set up like the training data (default: the model's).
+        indices
+            Cells to encode (default all).
+        batch_size
+            Minibatch size.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_cells, outer_hidden[-1])``.
+
+        Examples
+        --------
+        >>> inter = context.get_intermediate_representation()
+        >>> inter.shape  # (n_cells, outer_hidden[-1])
+        (1886, 300)
+        """
+        self._check_if_trained(warn=False)
+        return self._encoded("inter", adata, indices, batch_size)
+
+    def _batch_codes(self, batch, n: int) -> np.ndarray:
+        mapping = list(self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping)
+        values = np.broadcast_to(np.asarray(batch, dtype=object), (n,))
+        codes = np.empty(n, dtype=np.int64)
+        for i, v in enumerate(values):
+            if v in mapping:
+                codes[i] = mapping.index(v)
+            elif isinstance(v, int | np.integer) and 0 <= int(v) < len(mapping):
+                codes[i] = int(v)
+            else:
+                raise ValueError(f"Unknown batch {v!r}; the model knows {mapping}.")
+        return codes
+
+    @torch.inference_mode()
+    def decode_expression(
+        self, z: np.ndarray, batch, library: float | np.ndarray | None = None, batch_size: int = 1024
+    ) -> dict[str, np.ndarray]:
+        """Decode latent vectors into normalised expression for the given batches.
+
+        Parameters
+        ----------
+        z
+            Latent vectors ``(n, n_latent)``.
+        batch
+            Batch of every row (a category of the model's ``batch_key`` or its integer code); a scalar
+            applies to all rows.
+        library
+            Library size(s) multiplying ``rho`` to give ``mu`` (default ``1e4``).
+        batch_size
+            Rows decoded at once.
+
+        Returns
+        -------
+        dict
+            ``"rho"``: ``(n, n_genes)`` normalised expression (rows sum to 1); ``"mu"``: ``rho * library``.
+
+        Examples
+        --------
+        >>> z = context.get_latent_representation()[:5]
+        >>> out = context.decode_expression(z, batch=mouse.obs["donor"].to_numpy()[:5])
+        >>> out["rho"].sum(axis=1)  # normalised expression: every row sums to 1
+        >>> out["mu"].shape  # (5, n_mouse_genes), rho * 1e4
+        (5, 4313)
+
+        The same context latents decoded by the target (human) decoder, as one human donor:
+
+        >>> human_mu = target.decode_expression(z, batch=human.obs["donor"].iloc[0], library=5e3)["mu"]
+        """
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.module.n_latent:
+            raise ValueError(f"z must have shape (n, {self.module.n_latent}), got {z.shape}.")
+        codes = self._batch_codes(batch, z.shape[0])
+        lib = np.broadcast_to(
+            np.asarray(1e4 if library is None else library, dtype=np.float32), (z.shape[0],)
+        )
+        self.module.eval()
+        rhos = []
+        for start in range(0, z.shape[0], batch_size):
+            zt = torch.as_tensor(z[start : start + batch_size], device=self.device)
+            bt = torch.as_tensor(codes[start : start + batch_size], device=self.device)
+            rhos.append(self.module.decoder(zt, bt)[0].cpu().numpy())
+        rho = np.concatenate(rhos) if rhos else np.zeros((0, self.module.n_input), dtype=np.float32)
+        return {"rho": rho, "mu": rho * lib[:, None]}
+
+    # --- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, dir_path: str, adata: AnnData | None = None, prefix: str | None = None, **kwargs):
+        """Load a saved model; refuses an AnnData whose genes differ from the training genes.
+
+        Parameters
+        ----------
+        dir_path
+            Folder written by :meth:`save`.
+        adata
+            Data to attach (same genes, in the same order, as at training); default: the AnnData
+            saved with the model (``save(..., save_anndata=True)``).
+        prefix
+            File-name prefix used when saving.
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.load` (``accelerator``, ``device``...).
+
+        Returns
+        -------
+        The loaded model.
+
+        Examples
+        --------
+        >>> context.save("models/context", save_anndata=True, overwrite=True)
+        >>> context = xs.model.ContextModel.load("models/context")
+        >>> context = xs.model.ContextModel.load("models/context", adata=mouse)  # same genes as at training
+        """
+        if isinstance(adata, AnnData):
+            path = Path(dir_path) / f"{prefix or ''}model.pt"
+            if path.exists():
+                saved = torch.load(path, map_location="cpu", weights_only=False)["var_names"]
+                new = adata.var_names.astype(str).to_numpy()
+                if len(saved) != len(new) or not np.array_equal(np.asarray(saved, dtype=str), new):
+                    missing = [g for g in saved if g not in set(new)][:5]
+                    raise ValueError(
+                        f"The genes of `adata` ({len(new)}) differ from the {len(saved)} genes the "
+                        f"{cls.__name__} was trained on (e.g. missing: {missing}); subset and order "
+                        "adata.var_names like the training data."
+                    )
+        return super().load(dir_path, adata=adata, prefix=prefix, **kwargs)

@@ -1,0 +1,571 @@
+"""The target model: a new species aligned to a trained context model through the shared inner encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data.fields import NumericalObsField, ObsmField
+from tqdm.auto import tqdm
+
+from ._base import SpeciesModelBase
+from ._context import ContextModel
+from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, DecodedTable, TargetVAE
+from ._nn import DEFAULT_LAYER_ORDER
+from ._training import AlignmentTrainingPlan
+
+#: Largest table (cells x genes) of decoded candidates kept in memory by the fast similarity path.
+_TABLE_LIMIT = 60_000_000
+#: Elements (cells x candidates x genes) evaluated at once when comparing likelihoods.
+_CHUNK_ELEMENTS = 1 << 21
+
+
+def _label_consistent(adata: AnnData, context_adata: AnnData, homology_key: str, k_neigh: int) -> np.ndarray:
+    """``(n_target, k_neigh)`` mask: which data-level neighbours carry the target cell's voted label.
+
+    All True when the neighbour search voted no labels (or the context lacks them).
+    """
+    neighbors = np.asarray(adata.obsm[f"{homology_key}_neighbors"])[:, :k_neigh]
+    labels_key = adata.uns[homology_key].get("labels_key") or ""
+    voted_key = f"{homology_key}_{labels_key}"
+    if not labels_key or voted_key not in adata.obs or labels_key not in context_adata.obs:
+        return np.ones(neighbors.shape, dtype=bool)
+    context_labels = context_adata.obs[labels_key].astype(str).to_numpy()
+    voted = adata.obs[voted_key].astype(str).to_numpy()
+    return context_labels[neighbors] == voted[:, None]
+
+
+class TargetModel(SpeciesModelBase):
+    """Variational autoencoder of a target species aligned to a :class:`ContextModel`.
+
+    Build it with :meth:`from_context`: the target gets its own outer encoder, library encoder and
+    decoder, and the context's inner encoder (frozen for ``alignment="inter"``, a trainable copy for
+    ``"latent"``). During training, target cells whose data-level neighbour search is trusted
+    (``obs["homology_top_percent"] <= top_percent``) are pulled towards the context cell that, among
+    their ``k_neigh`` data-level neighbours, best explains their counts under the target decoder. When
+    the neighbour search voted labels, only the neighbours of the cell's voted label are candidates (so
+    a trusted T cell is pulled towards a context T cell even when most of its 25 neighbours are
+    macrophages).
+    Everything needed from the context is stored in the module's buffers, so a saved target model is
+    self-contained.
+
+    Parameters
+    ----------
+    adata
+        Target AnnData registered with :meth:`setup_anndata`.
+    n_context_obs
+        Number of context cells (size of the stored context buffers).
+    n_latent, outer_hidden, inner_hidden, decoder_hidden, library_hidden, layer_order
+        Architecture (see :class:`ContextModel`); the inner encoder and ``outer_hidden[-1]`` must match
+        the context's.
+    gene_likelihood, dispersion, use_library_encoder
+        Observation model of the target (see :class:`ContextModel`).
+    alignment
+        ``"inter"``: align outer encoder outputs, inner encoder frozen; ``"latent"``: align latent means,
+        inner encoder trainable.
+    k_neigh
+        Data-level neighbour candidates per aligned cell.
+    top_percent
+        Percentage of most trusted target cells that are aligned.
+    candidate_z
+        ``"mean"`` (decode the candidates' latent means, default) or ``"sample"`` (a posterior draw, as
+        scSpecies).
+
+    Examples
+    --------
+    >>> xs.pp.translate_genes(human, "human", "mouse")
+    >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
+    >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor")
+    >>> target = xs.model.TargetModel.from_context(context, human)
+    >>> target.train(max_epochs=40)
+    """
+
+    _module_cls = TargetVAE
+    _training_plan_cls = AlignmentTrainingPlan
+
+    def __init__(
+        self,
+        adata: AnnData,
+        n_context_obs: int,
+        n_latent: int = 10,
+        outer_hidden: Sequence[int] = (300,),
+        inner_hidden: Sequence[int] = (200,),
+        decoder_hidden: Sequence[int] = (200, 300),
+        library_hidden: Sequence[int] = (200,),
+        layer_order: Sequence = DEFAULT_LAYER_ORDER,
+        gene_likelihood: str = "zinb",
+        dispersion: str = "gene-batch",
+        use_library_encoder: bool = True,
+        alignment: str = "inter",
+        k_neigh: int = 25,
+        top_percent: float = 20.0,
+        candidate_z: str = "mean",
+    ):
+        super().__init__(adata)
+        kwargs = self._module_kwargs(locals())
+        self.module = TargetVAE(
+            n_input=self.summary_stats.n_vars,
+            n_context_obs=int(n_context_obs),
+            n_obs=self.summary_stats.n_cells,
+            alignment=alignment,
+            freeze_inner=alignment == "inter",
+            k_neigh=int(k_neigh),
+            top_percent=float(top_percent),
+            candidate_z=candidate_z,
+            **kwargs,
+        )
+        self.homologous_genes_: tuple[np.ndarray, np.ndarray] | None = None
+        self.context_var_names_: np.ndarray | None = None
+        self._model_summary_string = (
+            f"xspecies TargetModel: alignment={alignment}, k_neigh={k_neigh}, top_percent={top_percent}, "
+            f"n_context_obs={n_context_obs}, likelihood={gene_likelihood}, dispersion={dispersion}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        layer: str | None = None,
+        batch_key: str | None = None,
+        labels_key: str | None = None,
+        homology_key: str | None = "homology",
+        **kwargs,
+    ):
+        """Register a target AnnData (raw counts plus the data-level neighbour search results).
+
+        Parameters
+        ----------
+        adata
+            Target AnnData with raw counts, processed by :func:`xspecies.pp.homology_neighbors`.
+        layer
+            Layer with the counts (``None``: ``X``).
+        batch_key
+            ``obs`` column with the batch; ``None``: one batch.
+        labels_key
+            Optional ``obs`` column with known target labels (not used in training).
+        homology_key
+            ``key_added`` of :func:`xspecies.pp.homology_neighbors`: registers
+            ``obsm["<key>_neighbors"]`` and ``obs["<key>_top_percent"]`` so that minibatches carry them.
+            ``None`` registers no neighbours (the model can then be trained without alignment only).
+            Otherwise ``obs["_indices"]`` (the cell positions, as in scvi-tools' DestVI and MrVI) is
+            added and registered, so that training can remember each cell's alignment partner.
+        **kwargs
+            Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
+
+        Returns
+        -------
+        None
+            Registers the fields in the AnnData's scvi-tools manager.
+
+        Examples
+        --------
+        >>> xs.pp.translate_genes(human, "human", "mouse")
+        >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
+        >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor", labels_key="cell_ontology_class")
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        if homology_key is not None:
+            needed = [f"obsm[{homology_key + '_neighbors'!r}]", f"obs[{homology_key + '_top_percent'!r}]"]
+            present = [f"{homology_key}_neighbors" in adata.obsm, f"{homology_key}_top_percent" in adata.obs]
+            if not all(present):
+                raise KeyError(
+                    f"The target AnnData lacks {', '.join(n for n, p in zip(needed, present, strict=True) if not p)}: "
+                    "run xspecies.pp.translate_genes and xspecies.pp.homology_neighbors(target, context) "
+                    "first (or pass homology_key=None to train without alignment)."
+                )
+        extra = []
+        if homology_key is not None:
+            adata.obs["_indices"] = np.arange(adata.n_obs)
+            extra = [
+                ObsmField(NEIGHBORS_KEY, f"{homology_key}_neighbors"),
+                NumericalObsField(TOP_PERCENT_KEY, f"{homology_key}_top_percent"),
+                NumericalObsField(REGISTRY_KEYS.INDICES_KEY, "_indices"),
+            ]
+        cls._register_counts(adata, layer, batch_key, labels_key, setup_method_args, extra, **kwargs)
+
+    @classmethod
+    def from_context(
+        cls,
+        context: ContextModel,
+        adata: AnnData,
+        alignment: str = "inter",
+        k_neigh: int = 25,
+        top_percent: float = 20.0,
+        candidate_z: str = "mean",
+        outer_hidden: Sequence[int] | None = None,
+        decoder_hidden: Sequence[int] | None = None,
+        library_hidden: Sequence[int] | None = None,
+        gene_likelihood: str | None = None,
+        dispersion: str | None = None,
+        use_library_encoder: bool | None = None,
+    ) -> TargetModel:
+        """Create a target model that shares the inner encoder of a trained context model.
+
+        Parameters
+        ----------
+        context
+            A trained :class:`ContextModel` (with its AnnData: the one passed to
+            :func:`xspecies.pp.homology_neighbors`).
+        adata
+            Target AnnData registered with :meth:`setup_anndata`.
+        alignment
+            ``"inter"`` (default; inner encoder frozen: no gradients, evaluation mode) or ``"latent"``
+            (a trainable copy; latent means are aligned).
+        k_neigh
+            Data-level neighbours considered as alignment candidates per cell.
+        top_percent
+            Align the cells with ``obs["<homology_key>_top_percent"] <= top_percent``.
+        candidate_z
+            ``"mean"`` or ``"sample"``, see :class:`TargetModel`.
+        outer_hidden, decoder_hidden, library_hidden, gene_likelihood, dispersion, use_library_encoder
+            Target architecture; ``None`` copies the context's. ``outer_hidden[-1]`` must equal the
+            context's.
+
+        Returns
+        -------
+        TargetModel
+            The untrained target model, holding copies of everything it needs from the context.
+
+        Examples
+        --------
+        >>> target = xs.model.TargetModel.from_context(context, human, alignment="inter", k_neigh=25)
+        >>> target.homologous_genes_[0][:5]  # target genes shared with the context through orthologs
+
+        ``alignment="latent"`` trains a copy of the inner encoder and aligns latent means:
+
+        >>> latent_target = xs.model.TargetModel.from_context(context, human, alignment="latent")
+        """
+        if not isinstance(context, ContextModel):
+            raise TypeError(f"context must be a ContextModel, got {type(context).__name__}.")
+        if not context.is_trained:
+            raise ValueError("The context model is not trained: call context.train() first.")
+        if context.adata is None:
+            raise ValueError("The context model has no AnnData attached; load it with its data.")
+        manager = cls._get_most_recent_anndata_manager(adata, required=False)
+        if manager is None:
+            raise ValueError("Register the target AnnData first: TargetModel.setup_anndata(adata, ...).")
+        homology_key = manager.registry["setup_args"].get("homology_key")
+        if homology_key is None:
+            raise ValueError(
+                "from_context needs the neighbour search: setup_anndata(..., homology_key='homology')."
+            )
+        info = adata.uns.get(homology_key)
+        if not isinstance(info, dict):
+            raise KeyError(
+                f"adata.uns[{homology_key!r}] is missing: run xspecies.pp.homology_neighbors first."
+            )
+        n_ctx = context.adata.n_obs
+        if int(info.get("context_n_obs", n_ctx)) != n_ctx:
+            raise ValueError(
+                f"The neighbour search used a context with {info.get('context_n_obs')} cells but the context "
+                f"model has {n_ctx}: run homology_neighbors with the context model's AnnData."
+            )
+        n_found = adata.obsm[f"{homology_key}_neighbors"].shape[1]
+        if n_found < k_neigh:
+            raise ValueError(
+                f"k_neigh={k_neigh} exceeds the {n_found} neighbours found by homology_neighbors."
+            )
+        target_idx = adata.var_names.get_indexer(list(info.get("target_genes", [])))
+        context_idx = context.adata.var_names.get_indexer(list(info.get("context_genes", [])))
+        keep = (target_idx >= 0) & (context_idx >= 0) if len(target_idx) == len(context_idx) else []
+        if not np.any(keep):
+            raise ValueError(
+                "The context and target share no homologous genes (uns[homology]['target_genes'] is empty "
+                "or absent from the data): check translate_genes and the species."
+            )
+        arch = context.init_params_["non_kwargs"]
+        model = cls(
+            adata,
+            n_context_obs=n_ctx,
+            n_latent=arch["n_latent"],
+            outer_hidden=arch["outer_hidden"] if outer_hidden is None else outer_hidden,
+            inner_hidden=arch["inner_hidden"],
+            decoder_hidden=arch["decoder_hidden"] if decoder_hidden is None else decoder_hidden,
+            library_hidden=arch["library_hidden"] if library_hidden is None else library_hidden,
+            layer_order=arch["layer_order"],
+            gene_likelihood=arch["gene_likelihood"] if gene_likelihood is None else gene_likelihood,
+            dispersion=arch["dispersion"] if dispersion is None else dispersion,
+            use_library_encoder=arch["use_library_encoder"]
+            if use_library_encoder is None
+            else use_library_encoder,
+            alignment=alignment,
+            k_neigh=k_neigh,
+            top_percent=top_percent,
+            candidate_z=candidate_z,
+        )
+        if model.module.outer_encoder.n_out != context.module.outer_encoder.n_out:
+            raise ValueError(
+                f"outer_hidden[-1] must equal the context's ({context.module.outer_encoder.n_out}) to feed "
+                "the shared inner encoder."
+            )
+        model.module.inner_encoder.load_state_dict(context.module.inner_encoder.state_dict())
+        qz_mean, qz_var = context.get_latent_representation(return_dist=True)
+        rep = context.get_intermediate_representation() if alignment == "inter" else qz_mean
+        with torch.no_grad():
+            model.module.context_qz_mean.copy_(torch.as_tensor(qz_mean))
+            model.module.context_qz_var.copy_(torch.as_tensor(qz_var))
+            model.module.context_rep.copy_(torch.as_tensor(rep))
+        model.module.allowed.copy_(
+            torch.as_tensor(_label_consistent(adata, context.adata, homology_key, k_neigh))
+        )
+        model.homologous_genes_ = (target_idx[keep].astype(np.int64), context_idx[keep].astype(np.int64))
+        model.context_var_names_ = context.adata.var_names.astype(str).to_numpy()
+        return model
+
+    def train(
+        self,
+        max_epochs: int = 40,
+        eta_start: float = 10.0,
+        eta_max: float = 25.0,
+        n_epochs_eta_warmup: int = 10,
+        partner_refresh: int = 5,
+        train_size: float = 1.0,
+        plan_kwargs: dict | None = None,
+        **kwargs,
+    ):
+        """Train the target model; the alignment weight ``eta`` ramps from ``eta_start`` to ``eta_max``.
+
+        Each trusted target cell (``top_percent`` of :meth:`from_context`) is pulled towards its
+        *partner*: the one of its ``k_neigh`` data-level neighbours whose latent, decoded by the target
+        decoder, best explains its counts. Partners are chosen at the first epoch and anew every
+        ``partner_refresh`` epochs as the decoder improves (scSpecies chooses at every step, which costs
+        more than the rest of the training step; the choice changes little from one epoch to the next).
+
+        Parameters
+        ----------
+        max_epochs
+            Number of epochs.
+        eta_start, eta_max, n_epochs_eta_warmup
+            Linear ramp of the alignment weight (scSpecies: 10 -> 25 over 10 epochs); ``eta_max=0``
+            trains without alignment.
+        partner_refresh
+            Epochs between two choices of the alignment partners.
+        train_size
+            Share of the cells trained on; all by default, so that every trusted cell is aligned
+            (scvi-tools' usual 0.9 would hold out a tenth of the anchors, e.g. the only anchor of a rare
+            type).
+        plan_kwargs
+            More training-plan arguments.
+        **kwargs
+            Passed to :meth:`ContextModel.train` (``batch_size``, KL ramp, ``accelerator``...).
+
+        Returns
+        -------
+        None
+            The training history (with ``alignment_train``) is in :attr:`history`.
+
+        Examples
+        --------
+        >>> target.train(max_epochs=40, eta_start=10.0, eta_max=25.0, partner_refresh=5)
+        >>> target.history["alignment_train"].tail()
+
+        Without alignment, for comparison:
+
+        >>> baseline = xs.model.TargetModel.from_context(context, human)
+        >>> baseline.train(max_epochs=40, eta_max=0)
+        """
+        if eta_max > 0 and self.homologous_genes_ is None:
+            raise ValueError(
+                "The target model holds no context data: create it with TargetModel.from_context."
+            )
+        if eta_max > 0 and NEIGHBORS_KEY not in self.adata_manager.data_registry:
+            raise ValueError(
+                "Alignment needs the neighbour search: setup_anndata(..., homology_key='homology')."
+            )
+        plan = {
+            "eta_start": eta_start,
+            "eta_max": eta_max,
+            "n_epochs_eta_warmup": n_epochs_eta_warmup,
+            "partner_refresh": partner_refresh,
+            "partner_loader": self._partner_loader() if eta_max > 0 else None,
+            **(plan_kwargs or {}),
+        }
+        return super().train(max_epochs=max_epochs, plan_kwargs=plan, train_size=train_size, **kwargs)
+
+    def _partner_loader(self):
+        """Data loader over the target cells that are aligned (``top_percent`` below the threshold)."""
+        top = np.asarray(self.get_from_registry(self.adata, TOP_PERCENT_KEY)).ravel()
+        aligned = np.flatnonzero(top <= self.module.top_percent)
+        if len(aligned) == 0:
+            raise ValueError(
+                f"No target cell has homology_top_percent <= top_percent={self.module.top_percent}: "
+                "nothing to align."
+            )
+        # cells of one batch with the same closest neighbour share most candidates: neighbouring
+        # cells of the loader then decode each distinct (candidate, batch) pair once
+        batch = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel()[aligned]
+        first = np.asarray(self.get_from_registry(self.adata, NEIGHBORS_KEY))[aligned, 0]
+        aligned = aligned[np.lexsort((first, batch))]
+        return self._make_data_loader(adata=self.adata, indices=aligned, batch_size=256)
+
+    # --- likelihood-based similarity ---------------------------------------------------------------
+    @torch.inference_mode()
+    def _similarity(
+        self,
+        z_table: np.ndarray,
+        candidates: np.ndarray,
+        indices: np.ndarray,
+        batch_size: int | None,
+        use_table: bool,
+        progress_bar: bool = False,
+    ) -> np.ndarray:
+        """Similarity of target cells ``indices`` to rows ``candidates`` (per cell) of ``z_table``.
+
+        Cells are processed one batch (of the data) at a time, so that at most one decoded table is
+        held in memory.
+        """
+        module = self.module
+        module.eval()
+        device = self.device
+        table = torch.as_tensor(np.asarray(z_table, dtype=np.float32), device=device)
+        k = candidates.shape[1]
+        use_table = use_table and table.shape[0] * module.n_input <= _TABLE_LIMIT
+        step = max(1, _CHUNK_ELEMENTS // max(1, k * (module.n_input // 4 if use_table else module.n_input)))
+        codes = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel()[indices].astype(np.int64)
+        result = np.empty((len(indices), k), dtype=np.float32)
+        bar = tqdm(total=len(indices), desc="likelihood similarity", disable=not progress_bar)
+        for code in np.unique(codes):
+            rows = np.flatnonzero(codes == code)
+            loader = self._make_data_loader(
+                adata=self.adata, indices=indices[rows], batch_size=batch_size or 256
+            )
+            # pass 1: own latent, library and log-likelihood of every cell of this batch
+            own, libs = [], []
+            for tensors in loader:
+                x = tensors[REGISTRY_KEYS.X_KEY].to(device)
+                b = torch.full((x.shape[0],), int(code), device=device)
+                enc = module.encode(x, b)
+                lib = enc["library_mean"].reshape(-1)
+                own.append(module.candidate_log_likelihood(x, enc["qz"].loc[:, None, :], b, lib)[:, 0])
+                libs.append(lib)
+            own, libs = torch.cat(own), torch.cat(libs)
+            decoded = None
+            if use_table:
+                rho, theta, zi = module.decoder(
+                    table, torch.full((table.shape[0],), int(code), device=device)
+                )
+                decoded = DecodedTable(rho, theta, zi, module.dispersion == "gene-cell", libs)
+            # pass 2: candidates, in chunks of at most _CHUNK_ELEMENTS (cells x candidates x genes)
+            pos = 0
+            for tensors in loader:
+                x_all = tensors[REGISTRY_KEYS.X_KEY].to(device)
+                for s in range(0, x_all.shape[0], step):
+                    x = x_all[s : s + step]
+                    sl = slice(pos + s, pos + s + x.shape[0])
+                    idx = torch.as_tensor(candidates[rows[sl]], dtype=torch.int64, device=device)
+                    if decoded is None:
+                        b = torch.full((x.shape[0],), int(code), device=device)
+                        ll = module.candidate_log_likelihood(x, table[idx], b, libs[sl])
+                    else:
+                        ll = decoded.log_likelihood(x, libs[sl], idx)
+                    result[rows[sl]] = (ll - own[sl, None]).cpu().numpy()
+                pos += x_all.shape[0]
+                bar.update(x_all.shape[0])
+        bar.close()
+        return result
+
+    def likelihood_similarity(
+        self,
+        candidate_z: np.ndarray,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Likelihood-based similarity of target cells to candidate latents (e.g. of context cells).
+
+        For target cell ``i`` and candidate ``j``: ``NLL(x_i | own z_i) - NLL(x_i | z_ij)``, both under
+        the target decoder with the cell's batch and inferred library size (``own z`` is the posterior
+        mean). Higher is more similar; ``~0`` means the candidate explains the counts as well as the
+        cell's own latent.
+
+        Parameters
+        ----------
+        candidate_z
+            ``(n_cells, k, n_latent)`` candidate latents for the cells ``indices``.
+        indices
+            Target cells (default all, in order).
+        batch_size
+            Cells processed at once.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_cells, k)`` similarities.
+
+        Examples
+        --------
+        Score the 25 closest data-level neighbours of every human cell and keep the best one:
+
+        >>> neighbors = human.obsm["homology_neighbors"][:, :25]
+        >>> z_mouse = context.get_latent_representation()
+        >>> similarity = target.likelihood_similarity(z_mouse[neighbors])
+        >>> similarity.shape
+        (2142, 25)
+        >>> best = neighbors[np.arange(len(neighbors)), similarity.argmax(axis=1)]
+        >>> mouse.obs["cell_ontology_class"].to_numpy()[best][:5]
+        """
+        self._check_if_trained(warn=False)
+        indices = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices)
+        candidate_z = np.asarray(candidate_z, dtype=np.float32)
+        if (
+            candidate_z.ndim != 3
+            or candidate_z.shape[0] != len(indices)
+            or candidate_z.shape[2] != self.module.n_latent
+        ):
+            raise ValueError(
+                f"candidate_z must have shape ({len(indices)}, k, {self.module.n_latent}), got {candidate_z.shape}."
+            )
+        n, k, n_lat = candidate_z.shape
+        table = candidate_z.reshape(n * k, n_lat)
+        return self._similarity(table, np.arange(n * k).reshape(n, k), indices, batch_size, use_table=False)
+
+    def similarity_to_table(
+        self,
+        z_table: np.ndarray,
+        candidates: np.ndarray,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        progress_bar: bool = False,
+    ) -> np.ndarray:
+        """:meth:`likelihood_similarity` for candidates given as rows of a latent table.
+
+        Faster when many cells share candidates (e.g. context cells): each table row is decoded once
+        per target batch.
+
+        Parameters
+        ----------
+        z_table
+            ``(n_table, n_latent)`` latents (e.g. context latent means).
+        candidates
+            ``(n_cells, k)`` row indices into ``z_table`` for each target cell.
+        indices
+            Target cells (default all).
+        batch_size
+            Cells processed at once.
+        progress_bar
+            Show progress.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_cells, k)`` similarities.
+
+        Examples
+        --------
+        All neighbours found by :func:`xspecies.pp.homology_neighbors`, each context latent decoded once:
+
+        >>> z_mouse = context.get_latent_representation()
+        >>> similarity = target.similarity_to_table(z_mouse, human.obsm["homology_neighbors"], progress_bar=True)
+        >>> similarity.shape  # (n_human, n_neighbors)
+        """
+        self._check_if_trained(warn=False)
+        indices = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices)
+        candidates = np.asarray(candidates)
+        if candidates.ndim != 2 or candidates.shape[0] != len(indices):
+            raise ValueError(f"candidates must have shape ({len(indices)}, k), got {candidates.shape}.")
+        return self._similarity(
+            z_table, candidates, indices, batch_size, use_table=True, progress_bar=progress_bar
+        )

@@ -1,0 +1,205 @@
+"""Log2 fold changes of homologous genes between species: per cell type, and model versus data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from scipy.stats import spearmanr
+
+from ._utils import finalize, panel_grid
+
+_UP, _DOWN, _OTHER = "#d62728", "#1f77b4", "#b0b0b0"
+_KEYS = ["cell_type", "gene_target", "gene_context"]
+
+
+def _check_columns(df: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    missing = [c for c in columns if c not in df]
+    if missing:
+        raise KeyError(f"{name} lacks columns {missing} (expected tl.homologous_lfc / tl.data_lfc output)")
+
+
+def _select_types(df: pd.DataFrame, cell_types: Sequence[str] | None) -> list[str]:
+    present = list(pd.unique(df["cell_type"].astype(str)))
+    if cell_types is None:
+        if not present:
+            raise ValueError("the LFC table is empty")
+        return present
+    cell_types = [cell_types] if isinstance(cell_types, str) else list(cell_types)
+    unknown = [c for c in cell_types if c not in present]
+    if unknown:
+        raise ValueError(f"cell types {unknown} not in the LFC table (present: {present})")
+    return cell_types
+
+
+def _callouts(ax: Axes, rows: pd.DataFrame, label: str, side: str, color: str) -> None:
+    """Annotate ``rows`` (x=lfc, y=p) with labels stacked at one side of the panel, joined by lines."""
+    if rows.empty:
+        return
+    x_text = 0.02 if side == "left" else 0.98
+    ys = np.linspace(0.9, 0.9 - 0.075 * (len(rows) - 1), len(rows))
+    for (_, row), y in zip(rows.sort_values("p", ascending=False).iterrows(), ys, strict=True):
+        ax.annotate(
+            str(row[label]),
+            xy=(row["lfc"], row["p"]),
+            xycoords="data",
+            xytext=(x_text, y),
+            textcoords="axes fraction",
+            ha=side,
+            va="center",
+            fontsize=7,
+            color=color,
+            arrowprops={"arrowstyle": "-", "color": color, "lw": 0.5, "alpha": 0.7},
+        )
+
+
+def lfc(
+    lfc: pd.DataFrame,
+    cell_types: Sequence[str] | str | None = None,
+    *,
+    prob_delta: float = 0.9,
+    n_top: int = 5,
+    label: str = "gene_target",
+    show_random: bool = True,
+    species_names: Sequence[str] = ("target", "context"),
+    ncols: int = 3,
+    show: bool | None = None,
+    save: str | Path | None = None,
+    return_fig: bool = False,
+):
+    """Scatter log2 fold change against its probability per cell type and name the top genes.
+
+    A gene is called up (red) or down (blue) in the target species when its probability
+    ``p = P(|LFC| > lfc_delta)`` is at least ``prob_delta``; the ``n_top`` called genes with the
+    largest and the smallest LFC are named. With ``show_random``, the permutation null
+    (``lfc_rand``, ``p_rand``) is drawn in light grey behind.
+
+    Parameters
+    ----------
+    lfc
+        Output of :func:`xspecies.tl.homologous_lfc` (columns ``cell_type``, ``lfc``, ``p``, the
+        gene columns, and ``lfc_rand``/``p_rand`` for ``show_random``).
+    cell_types
+        Cell types to draw (one panel each); default all in the table.
+    prob_delta
+        Probability threshold for calling a gene up or down.
+    n_top
+        Number of up and of down genes named per panel.
+    label
+        Column naming the genes (``"gene_target"`` or ``"gene_context"``).
+    show_random
+        Draw the permutation null behind the genes.
+    species_names
+        Names of the target and context species for the axis label.
+    ncols
+        Panels per row.
+    show, save, return_fig
+        See :func:`xspecies.pl.finalize`.
+
+    Returns
+    -------
+    list of Axes, Figure or None
+        One axes per cell type (the figure with ``return_fig``; ``None`` when shown).
+
+    Examples
+    --------
+    >>> import xspecies as xs
+    >>> df = xs.tl.homologous_lfc(human_model, mouse_model, "cell_type", "cell_type")
+    >>> xs.pl.lfc(df, ["beta", "alpha"], n_top=8)
+    """
+    _check_columns(lfc, ["cell_type", "lfc", "p", label], "lfc")
+    if show_random:
+        _check_columns(lfc, ["lfc_rand", "p_rand"], "lfc")
+    if not 0 <= prob_delta <= 1:
+        raise ValueError(f"prob_delta must be in [0, 1], got {prob_delta}")
+    types = _select_types(lfc, cell_types)
+    fig, axes = panel_grid(len(types), ncols, (4.6, 3.8))
+    cell_type = lfc["cell_type"].astype(str)
+    lim = np.nanmax(np.abs(lfc.loc[cell_type.isin(types), "lfc"].to_numpy(dtype=float)))
+    lim = float(np.ceil(lim * 1.05 + 1e-9)) if np.isfinite(lim) and lim > 0 else 1.0
+    for ax, name in zip(axes, types, strict=True):
+        df = lfc[cell_type == name]
+        if show_random:
+            ax.scatter(df["lfc_rand"], df["p_rand"], s=4, c="#e6e6e6", linewidths=0, label="permuted")
+        called = df["p"] >= prob_delta
+        up = df[called & (df["lfc"] > 0)]
+        down = df[called & (df["lfc"] < 0)]
+        rest = df[~df.index.isin(up.index.union(down.index))]
+        ax.scatter(rest["lfc"], rest["p"], s=5, c=_OTHER, linewidths=0)
+        ax.scatter(up["lfc"], up["p"], s=8, c=_UP, linewidths=0, label=f"up ({len(up)})")
+        ax.scatter(down["lfc"], down["p"], s=8, c=_DOWN, linewidths=0, label=f"down ({len(down)})")
+        _callouts(ax, up.nlargest(n_top, "lfc"), label, "right", _UP)
+        _callouts(ax, down.nsmallest(n_top, "lfc"), label, "left", _DOWN)
+        ax.axhline(prob_delta, ls="--", lw=0.8, c="black", alpha=0.6)
+        ax.axvline(0, lw=0.6, c="black", alpha=0.4)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-0.02, 1.12)
+        ax.set_title(f"{name} ({len(df)} genes)")
+        ax.set_xlabel(f"log2 fold change ({species_names[0]} / {species_names[1]})")
+        ax.set_ylabel("P(|LFC| > delta)")
+        ax.legend(loc="lower center", fontsize=7, frameon=False, ncol=3, markerscale=2)
+    return finalize(fig, axes, show, save, return_fig)
+
+
+def lfc_comparison(
+    lfc: pd.DataFrame,
+    data_lfc: pd.DataFrame,
+    cell_types: Sequence[str] | str | None = None,
+    *,
+    ncols: int = 4,
+    show: bool | None = None,
+    save: str | Path | None = None,
+    return_fig: bool = False,
+):
+    """Scatter model log2 fold changes against data-level ones, one panel per cell type.
+
+    Rows of both tables are matched on ``cell_type``, ``gene_target`` and ``gene_context``; each
+    panel shows the Spearman correlation in its title and the diagonal.
+
+    Parameters
+    ----------
+    lfc
+        Output of :func:`xspecies.tl.homologous_lfc`.
+    data_lfc
+        Output of :func:`xspecies.tl.data_lfc` (same key columns and an ``lfc`` column).
+    cell_types
+        Cell types to draw; default all types present in both tables.
+    ncols
+        Panels per row.
+    show, save, return_fig
+        See :func:`xspecies.pl.finalize`.
+
+    Returns
+    -------
+    list of Axes, Figure or None
+        One axes per cell type (the figure with ``return_fig``; ``None`` when shown). Each axes'
+        title holds the Spearman correlation.
+
+    Examples
+    --------
+    >>> import xspecies as xs
+    >>> model_lfc = xs.tl.homologous_lfc(human_model, mouse_model, "cell_type", "cell_type")
+    >>> observed = xs.tl.data_lfc(human_model, mouse_model, "cell_type", "cell_type")
+    >>> xs.pl.lfc_comparison(model_lfc, observed)
+    """
+    _check_columns(lfc, [*_KEYS, "lfc"], "lfc")
+    _check_columns(data_lfc, [*_KEYS, "lfc"], "data_lfc")
+    merged = lfc[[*_KEYS, "lfc"]].merge(data_lfc[[*_KEYS, "lfc"]], on=_KEYS, suffixes=("_model", "_data"))
+    if merged.empty:
+        raise ValueError("lfc and data_lfc share no (cell_type, gene_target, gene_context) rows")
+    types = _select_types(merged, cell_types)
+    fig, axes = panel_grid(len(types), ncols, (3.6, 3.4))
+    for ax, name in zip(axes, types, strict=True):
+        df = merged[merged["cell_type"].astype(str) == name].dropna(subset=["lfc_data", "lfc_model"])
+        x, y = df["lfc_data"].to_numpy(float), df["lfc_model"].to_numpy(float)
+        rho = spearmanr(x, y).statistic if len(df) > 2 else np.nan
+        ax.scatter(x, y, s=4, c="#4c72b0", alpha=0.5, linewidths=0, rasterized=True)
+        low, high = np.nanmin([x.min(), y.min()]), np.nanmax([x.max(), y.max()])
+        ax.plot([low, high], [low, high], ls="--", lw=0.8, c="black", alpha=0.6)
+        ax.set_title(f"{name}\nSpearman r = {rho:.2f} ({len(df)} genes)", fontsize=9)
+        ax.set_xlabel("data LFC")
+        ax.set_ylabel("model LFC")
+    return finalize(fig, axes, show, save, return_fig)

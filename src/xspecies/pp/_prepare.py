@@ -1,0 +1,175 @@
+"""Preparation of a dataset for scSpecies: drop small batches, low-complexity cells and rare cell types."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import scanpy as sc
+from anndata import AnnData
+
+from xspecies._validation import check_counts, check_obs_key, get_matrix
+
+__all__ = ["prepare"]
+
+logger = logging.getLogger("xspecies")
+REPORT_COLUMNS = ["step", "reason", "group", "n_cells"]
+
+
+def _small_groups(values: pd.Series, keep: np.ndarray, min_size: int) -> list[tuple[str, int]]:
+    """Groups of ``values`` (among kept cells) with fewer than ``min_size`` cells."""
+    counts = values[keep].value_counts()
+    return [(str(g), int(n)) for g, n in counts[(counts < min_size) & (counts > 0)].items()]
+
+
+def _drop_groups(
+    values: pd.Series, keep: np.ndarray, min_size: int, step: str, what: str, rows: list
+) -> np.ndarray:
+    small = _small_groups(values, keep, min_size)
+    rows.extend((step, f"{what} with < {min_size} cells", group, n) for group, n in small)
+    return keep & ~values.astype(str).isin([g for g, _ in small]).to_numpy()
+
+
+def _check_not_empty(keep: np.ndarray, step: str) -> None:
+    if not keep.any():
+        raise ValueError(f"every cell was filtered away at step {step!r}: relax its threshold.")
+
+
+def prepare(
+    adata: AnnData,
+    batch_key: str | None = None,
+    labels_key: str | None = None,
+    min_batch_size: int = 20,
+    min_genes_fraction: float = 0.025,
+    min_celltype_size: int = 20,
+    n_top_genes: int | None = None,
+    layer: str | None = None,
+    key_added: str = "prepare",
+    copy: bool = False,
+) -> AnnData | None:
+    """Prepare a dataset for scSpecies: drop small batches, low-complexity cells, rare cell types.
+
+    Steps, in this order (each on the cells left by the previous ones):
+
+    1. ``batch``: batches (``obs[batch_key]``) with fewer than ``min_batch_size`` cells are removed.
+    2. ``complexity``: cells that detect fewer than ``min_genes_fraction * n_vars`` genes are removed.
+    3. ``celltype``: cell types (``obs[labels_key]``) with fewer than ``min_celltype_size`` cells are
+       removed.
+    4. ``hvg`` (when ``n_top_genes``): genes are subset to the ``n_top_genes`` highly variable genes
+       (``seurat_v3`` on the counts, per batch when ``batch_key`` is given).
+
+    Nothing is removed silently: every removed batch, cell type, group of cells and the genes dropped
+    are listed in a report (``uns[key_added]["removed"]``) and logged.
+
+    Parameters
+    ----------
+    adata
+        Raw counts (``X`` or ``layer``).
+    batch_key
+        Column of ``obs`` with batches (step 1 is skipped when ``None``).
+    labels_key
+        Column of ``obs`` with cell types (step 3 is skipped when ``None``).
+    min_batch_size
+        Smallest batch kept.
+    min_genes_fraction
+        Smallest fraction of genes a cell must detect (count > 0).
+    min_celltype_size
+        Smallest cell type kept.
+    n_top_genes
+        Number of highly variable genes kept (``None``: all genes).
+    layer
+        Layer with the counts; ``None`` for ``X``.
+    key_added
+        Key of the report in ``uns``.
+    copy
+        Return a filtered copy and leave ``adata`` unchanged. With ``copy=False`` (default) ``adata`` is
+        filtered **in place** (cells and genes removed).
+
+    Returns
+    -------
+    The filtered copy when ``copy=True``, else ``None``. ``uns[key_added]`` holds ``"removed"``: a
+    DataFrame with one row per removed group (columns ``step``, ``reason``, ``group``, ``n_cells``; for the
+    ``hvg`` step ``n_cells`` is the number of genes dropped), the parameters, and ``n_obs_before``,
+    ``n_obs_after``, ``n_vars_before``, ``n_vars_after``. With HVG selection, ``var`` also gets the
+    columns of :func:`scanpy.pp.highly_variable_genes`.
+
+    Examples
+    --------
+    >>> import xspecies as xs
+    >>> mouse = xs.datasets.pancreas("mouse")
+    >>> xs.pp.prepare(mouse, batch_key="donor", labels_key="cell_ontology_class")
+    >>> mouse.uns["prepare"]["removed"]  # doctest: +SKIP
+    """
+    if not 0 <= min_genes_fraction < 1:
+        raise ValueError(f"min_genes_fraction must lie in [0, 1), got {min_genes_fraction}.")
+    check_counts(adata, layer)
+    batches = None if batch_key is None else check_obs_key(adata, batch_key)
+    labels = None if labels_key is None else check_obs_key(adata, labels_key)
+    rows: list[tuple[str, str, str, int]] = []
+    keep = np.ones(adata.n_obs, dtype=bool)
+
+    if batches is not None:
+        keep = _drop_groups(batches, keep, min_batch_size, "batch", "batch", rows)
+        _check_not_empty(keep, "batch")
+    n_genes = np.asarray((get_matrix(adata, layer) > 0).sum(axis=1)).ravel()
+    min_genes = int(np.ceil(min_genes_fraction * adata.n_vars))
+    low = keep & (n_genes < min_genes)
+    if low.any():
+        rows.append(("complexity", f"fewer than {min_genes} detected genes", "", int(low.sum())))
+    keep &= ~low
+    _check_not_empty(keep, "complexity")
+    if labels is not None:
+        keep = _drop_groups(labels, keep, min_celltype_size, "celltype", "cell type", rows)
+        _check_not_empty(keep, "celltype")
+
+    n_obs_before, n_vars_before = adata.n_obs, adata.n_vars
+    if copy:
+        adata = adata[keep].copy()
+    elif not keep.all():
+        adata._inplace_subset_obs(keep)
+    if n_top_genes is not None and n_top_genes < adata.n_vars:
+        hvg = sc.pp.highly_variable_genes(
+            adata,
+            n_top_genes=n_top_genes,
+            flavor="seurat_v3",
+            batch_key=batch_key,
+            layer=layer,
+            inplace=False,
+        )
+        hvg.index = adata.var_names
+        for column in hvg.columns:
+            adata.var[column] = hvg[column].to_numpy()
+        rows.append(
+            (
+                "hvg",
+                f"not among the {n_top_genes} highly variable genes",
+                "",
+                int((~hvg["highly_variable"]).sum()),
+            )
+        )
+        adata._inplace_subset_var(hvg["highly_variable"].to_numpy())
+
+    report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
+    adata.uns[key_added] = {
+        "removed": report,
+        "batch_key": batch_key or "",
+        "labels_key": labels_key or "",
+        "min_batch_size": min_batch_size,
+        "min_genes_fraction": min_genes_fraction,
+        "min_celltype_size": min_celltype_size,
+        "n_top_genes": -1 if n_top_genes is None else n_top_genes,
+        "n_obs_before": n_obs_before,
+        "n_obs_after": adata.n_obs,
+        "n_vars_before": n_vars_before,
+        "n_vars_after": adata.n_vars,
+    }
+    for step, reason, group, n in rows:
+        logger.info(
+            "prepare: removed %d %s (%s%s)",
+            n,
+            "genes" if step == "hvg" else "cells",
+            reason,
+            f": {group}" if group else "",
+        )
+    return adata if copy else None

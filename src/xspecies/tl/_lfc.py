@@ -1,0 +1,348 @@
+"""Log2 fold changes of homologous genes between species: model-based (Monte Carlo) and data-level."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.stats import chi2
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # torch is imported where it runs: importing xspecies.tl stays light
+    import torch
+
+from ._pair import (
+    batch_codes,
+    check_pair,
+    context_labels,
+    count_matrix,
+    homologous_genes,
+    shared_types,
+    target_labels,
+)
+
+_STAT_COLUMNS = [
+    "lfc",
+    "p",
+    "rho_target",
+    "rho_context",
+    "mu_target",
+    "mu_context",
+    "lfc_rand",
+    "p_rand",
+]
+
+
+def filter_outliers(data: np.ndarray, confidence_level: float = 0.9) -> np.ndarray:
+    """Inlier mask of the rows of ``data`` by their Mahalanobis distance to the mean.
+
+    A row is an inlier when its squared Mahalanobis distance (pseudo-inverse of the sample covariance)
+    is at most the ``confidence_level`` quantile of a chi-squared distribution with ``n_features``
+    degrees of freedom. With fewer rows than ``n_features + 2`` every row is an inlier.
+
+    Parameters
+    ----------
+    data
+        ``(n_samples, n_features)`` points, e.g. latent means of the cells of one type.
+    confidence_level
+        Chi-squared quantile used as cutoff, in ``(0, 1]`` (1 keeps every row).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask, True for inliers (the outlier mask is its negation).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xspecies as xs
+    >>> x = np.r_[np.random.default_rng(0).normal(size=(200, 2)), [[30.0, 30.0]]]
+    >>> xs.tl.filter_outliers(x, 0.99)[-1]
+    np.False_
+    """
+    if not 0 < confidence_level <= 1:
+        raise ValueError(f"confidence_level must be in (0, 1], got {confidence_level}")
+    data = np.asarray(data, dtype=float)
+    if data.ndim != 2:
+        raise ValueError(f"data must be 2D (n_samples, n_features), got shape {data.shape}")
+    n, d = data.shape
+    if n < d + 2 or confidence_level == 1:
+        return np.ones(n, dtype=bool)
+    centred = data - data.mean(axis=0)
+    precision = np.linalg.pinv(np.cov(centred, rowvar=False))
+    distance2 = np.einsum("ij,jk,ik->i", centred, precision, centred)
+    return distance2 <= chi2.ppf(confidence_level, df=d)
+
+
+def _mean_over_batches(
+    model, z: np.ndarray, codes: np.ndarray, genes: np.ndarray, chunk: int
+) -> torch.Tensor:
+    """Normalised expression of ``genes`` decoded from ``z``, averaged over the batches ``codes``."""
+    import torch
+
+    out = torch.empty(len(z), len(genes))
+    for start in range(0, len(z), chunk):
+        part = z[start : start + chunk]
+        total = sum(
+            model.decode_expression(part, int(code), batch_size=chunk)["rho"][:, genes] for code in codes
+        )
+        out[start : start + chunk] = torch.from_numpy(np.asarray(total / len(codes), dtype=np.float32))
+    return out
+
+
+def _log2_ratio_stats(rho_t: torch.Tensor, rho_c: torch.Tensor, eps: float, delta: float):
+    """Median LFC and P(|LFC| > delta) per gene of paired samples, on expression renormalised to 1."""
+    import torch
+
+    norm_t = rho_t / rho_t.sum(dim=1, keepdim=True)
+    norm_c = rho_c / rho_c.sum(dim=1, keepdim=True)
+    lfc = torch.log2(norm_t + eps) - torch.log2(norm_c + eps)
+    return lfc.median(dim=0).values, (lfc.abs() > delta).float().mean(dim=0), norm_t, norm_c
+
+
+def _library_sizes(model) -> np.ndarray:
+    return np.asarray(count_matrix(model).sum(axis=1), dtype=np.float32).ravel()
+
+
+def homologous_lfc(
+    target,
+    context,
+    target_labels_key: str,
+    context_labels_key: str,
+    cell_types: Sequence[str] | str | None = None,
+    n_samples: int = 4000,
+    confidence_level: float = 0.9,
+    lfc_delta: float = 1.0,
+    eps: float = 1e-6,
+    key_added: str = "xspecies_lfc",
+    random_state: int = 0,
+    batch_size: int = 1024,
+    progress_bar: bool = True,
+) -> pd.DataFrame:
+    """Log2 fold changes of homologous genes between target and context, per shared cell type.
+
+    For each cell type present in both species:
+
+    1. the target cells of the type whose latent means are Mahalanobis outliers
+       (:func:`filter_outliers` at ``confidence_level``) are left out;
+    2. ``n_samples`` latent vectors are drawn from the posteriors of the remaining cells;
+    3. each vector is decoded by the target decoder, averaged over the target batches in which the type
+       occurs, and by the context decoder, averaged over the context batches in which it occurs;
+    4. the normalised expression ``rho`` of the homologous genes is renormalised to sum to 1 in each
+       species, and per sample ``LFC = log2(rho_target + eps) - log2(rho_context + eps)``.
+
+    Per gene the table reports the median LFC, ``p = P(|LFC| > lfc_delta)``, the median renormalised
+    ``rho`` and the median expected count ``mu = rho x library size`` (``rho`` as decoded, library
+    sizes of random cells of the type) of each species, and a permutation null: ``lfc_rand`` and
+    ``p_rand``, the same statistics when the context side is decoded from cells whose cell-type labels
+    were permuted (random cells of the evaluated types), i.e. a comparison with a random cell type.
+    Everything is vectorised over genes and samples (torch), decoding in minibatches.
+
+    Target cells without annotation can use transferred labels (``obs["xspecies_<key>"]``, see
+    :func:`celltype_similarity`).
+
+    Parameters
+    ----------
+    target
+        Trained :class:`~xspecies.model.TargetModel` built from ``context``.
+    context
+        Trained :class:`~xspecies.model.ContextModel` with its AnnData.
+    target_labels_key
+        Target ``obs`` column with cell types.
+    context_labels_key
+        Context ``obs`` column with cell types.
+    cell_types
+        Cell types to evaluate (must exist in both species); default all shared types.
+    n_samples
+        Monte Carlo samples per cell type.
+    confidence_level
+        Outlier cutoff of :func:`filter_outliers` (1 keeps all cells).
+    lfc_delta
+        Threshold of ``p = P(|LFC| > lfc_delta)``.
+    eps
+        Added to the renormalised expression before the logarithm (damps LFCs of barely expressed
+        genes).
+    key_added
+        ``target.adata.uns`` key for the result.
+    random_state
+        Seed of the sampling.
+    batch_size
+        Latent vectors decoded at once.
+    progress_bar
+        Show progress over cell types.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (cell type, homologous gene): ``cell_type``, ``gene_target``, ``gene_context``,
+        ``lfc``, ``p``, ``rho_target``, ``rho_context``, ``mu_target``, ``mu_context``,
+        ``lfc_rand``, ``p_rand``. Also stored in ``target.adata.uns[key_added]`` as
+        ``{"lfc": df, "params": {...}}``.
+
+    Examples
+    --------
+    >>> import xspecies as xs
+    >>> lfc = xs.tl.homologous_lfc(human_model, mouse_model, "cell_type", "cell_type")
+    >>> lfc.query("cell_type == 'beta' and p > 0.9").nlargest(10, "lfc")
+    >>> xs.pl.lfc(lfc, "beta")
+    """
+    import torch
+
+    check_pair(target, context)
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    if lfc_delta < 0 or eps <= 0:
+        raise ValueError(f"lfc_delta must be >= 0 and eps > 0, got {lfc_delta} and {eps}")
+    t_genes, c_genes = homologous_genes(target, context)
+    t_labels, t_column = target_labels(target.adata, target_labels_key)
+    c_labels = context_labels(context.adata, context_labels_key)
+    types = shared_types(t_labels, c_labels, cell_types, t_column, context_labels_key)
+
+    rng = np.random.default_rng(random_state)
+    generator = torch.Generator().manual_seed(random_state)
+    qz_mean, qz_var = target.get_latent_representation(return_dist=True)
+    t_batches, c_batches = batch_codes(target), batch_codes(context)
+    t_library, c_library = _library_sizes(target), _library_sizes(context)
+
+    inliers = {}
+    for cell_type in types:
+        cells = np.flatnonzero(t_labels == cell_type)
+        inliers[cell_type] = cells[filter_outliers(qz_mean[cells], confidence_level)]
+    pooled = np.concatenate(list(inliers.values()))
+    c_pooled_batches = np.unique(c_batches[pd.Series(c_labels).isin(types).to_numpy()])
+
+    def draw(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pick = rng.choice(cells, n_samples)
+        noise = torch.randn(n_samples, qz_mean.shape[1], generator=generator).numpy()
+        return pick, (qz_mean[pick] + np.sqrt(qz_var[pick]) * noise).astype(np.float32)
+
+    frames = []
+    for cell_type in tqdm(types, desc="homologous LFC", disable=not progress_bar):
+        pick, z = draw(inliers[cell_type])
+        c_cells = np.flatnonzero(c_labels == cell_type)
+        rho_t = _mean_over_batches(
+            target, z, np.unique(t_batches[t_labels == cell_type]), t_genes, batch_size
+        )
+        rho_c = _mean_over_batches(context, z, np.unique(c_batches[c_cells]), c_genes, batch_size)
+        lfc, p, norm_t, norm_c = _log2_ratio_stats(rho_t, rho_c, eps, lfc_delta)
+        lib_t = torch.from_numpy(t_library[pick])[:, None]
+        lib_c = torch.from_numpy(c_library[rng.choice(c_cells, n_samples)])[:, None]
+        stats = {
+            "lfc": lfc,
+            "p": p,
+            "rho_target": norm_t.median(dim=0).values,
+            "rho_context": norm_c.median(dim=0).values,
+            "mu_target": (rho_t * lib_t).median(dim=0).values,
+            "mu_context": (rho_c * lib_c).median(dim=0).values,
+        }
+        del norm_t, norm_c
+        _, z_rand = draw(pooled)  # context side from cells with permuted cell-type labels
+        rho_rand = _mean_over_batches(context, z_rand, c_pooled_batches, c_genes, batch_size)
+        stats["lfc_rand"], stats["p_rand"], _, _ = _log2_ratio_stats(rho_t, rho_rand, eps, lfc_delta)
+        frame = pd.DataFrame({k: v.numpy() for k, v in stats.items()})
+        frame.insert(0, "gene_context", context.adata.var_names[c_genes].astype(str))
+        frame.insert(0, "gene_target", target.adata.var_names[t_genes].astype(str))
+        frame.insert(0, "cell_type", cell_type)
+        frames.append(frame)
+    df = pd.concat(frames, ignore_index=True)[["cell_type", "gene_target", "gene_context", *_STAT_COLUMNS]]
+    target.adata.uns[key_added] = {
+        "lfc": df,
+        "params": {
+            "target_labels_key": t_column,
+            "context_labels_key": context_labels_key,
+            "cell_types": list(types),
+            "n_samples": int(n_samples),
+            "confidence_level": float(confidence_level),
+            "lfc_delta": float(lfc_delta),
+            "eps": float(eps),
+            "random_state": int(random_state),
+        },
+    }
+    return df
+
+
+def _mean_normalised(counts, cells: np.ndarray, genes: np.ndarray) -> np.ndarray:
+    """Mean over ``cells`` of the counts of ``genes`` divided by each cell's total over ``genes``."""
+    sub = counts[cells][:, genes]
+    sub = sparse.csr_matrix(sub, dtype=np.float64)
+    totals = np.asarray(sub.sum(axis=1)).ravel()
+    keep = totals > 0
+    if not keep.any():
+        return np.full(len(genes), np.nan)
+    scaled = sparse.diags(1.0 / totals[keep]) @ sub[keep]
+    return np.asarray(scaled.mean(axis=0)).ravel()
+
+
+def data_lfc(
+    target,
+    context,
+    target_labels_key: str,
+    context_labels_key: str,
+    cell_types: Sequence[str] | str | None = None,
+    eps: float = 1e-6,
+) -> pd.DataFrame:
+    """Data-level log2 fold changes of homologous genes between target and context, per shared type.
+
+    For each cell type, the counts of the homologous genes of every cell are divided by the cell's
+    total over these genes and averaged over the cells of the type;
+    ``lfc = log2(mean_target + eps) - log2(mean_context + eps)``, and NaN for a gene detected in neither
+    species for that type (no observation, so no observed fold change; the model can still estimate
+    one). This is the observed counterpart of :func:`homologous_lfc` (compare with
+    :func:`xspecies.pl.lfc_comparison`).
+
+    Parameters
+    ----------
+    target
+        :class:`~xspecies.model.TargetModel` built from ``context`` (for its data and homologous genes).
+    context
+        :class:`~xspecies.model.ContextModel` with its AnnData.
+    target_labels_key
+        Target ``obs`` column with cell types (or transferred labels ``xspecies_<key>``).
+    context_labels_key
+        Context ``obs`` column with cell types.
+    cell_types
+        Cell types to evaluate; default all shared types.
+    eps
+        Added to the mean expression before the logarithm.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (cell type, homologous gene): ``cell_type``, ``gene_target``, ``gene_context``,
+        ``lfc``, ``mean_target``, ``mean_context``.
+
+    Examples
+    --------
+    >>> import xspecies as xs
+    >>> observed = xs.tl.data_lfc(human_model, mouse_model, "cell_type", "cell_type")
+    """
+    check_pair(target, context)
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    t_genes, c_genes = homologous_genes(target, context)
+    t_labels, t_column = target_labels(target.adata, target_labels_key)
+    c_labels = context_labels(context.adata, context_labels_key)
+    types = shared_types(t_labels, c_labels, cell_types, t_column, context_labels_key)
+    t_counts, c_counts = count_matrix(target), count_matrix(context)
+    frames = []
+    for cell_type in types:
+        mean_t = _mean_normalised(t_counts, np.flatnonzero(t_labels == cell_type), t_genes)
+        mean_c = _mean_normalised(c_counts, np.flatnonzero(c_labels == cell_type), c_genes)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "cell_type": cell_type,
+                    "gene_target": target.adata.var_names[t_genes].astype(str),
+                    "gene_context": context.adata.var_names[c_genes].astype(str),
+                    "lfc": np.where(
+                        (mean_t > 0) | (mean_c > 0), np.log2(mean_t + eps) - np.log2(mean_c + eps), np.nan
+                    ),
+                    "mean_target": mean_t,
+                    "mean_context": mean_c,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,103 @@
+"""Context cells ranked by their likelihood similarity to one target cell."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._pair import check_pair, context_labels
+
+#: Decoded context cells x genes evaluated per call of the model's similarity (bounds the memory used).
+_CELLS_X_GENES = 20_000_000
+
+
+def target_position(adata, index: int | str) -> int:
+    """Row position of a target cell given as a position (negative counts from the end) or obs name."""
+    if isinstance(index, str):
+        if index not in adata.obs_names:
+            raise KeyError(f"target cell {index!r} not found in the target obs_names")
+        return int(adata.obs_names.get_loc(index))
+    if not isinstance(index, int | np.integer):
+        raise TypeError(f"index must be an int position or an obs name, got {type(index).__name__}")
+    if not -adata.n_obs <= int(index) < adata.n_obs:
+        raise IndexError(f"target index {index} out of range for {adata.n_obs} target cells")
+    return int(index) % adata.n_obs
+
+
+def similar_cells(
+    target,
+    context,
+    index: int | str,
+    labels_key: str | Sequence[str] | None = None,
+    n_top: int | None = None,
+    batch_size: int | None = None,
+) -> pd.DataFrame:
+    """Rank all context cells by their likelihood similarity to one target cell.
+
+    Every context cell's latent mean is decoded by the target decoder (with the target cell's batch and
+    inferred library size) and scored by
+    :meth:`~xspecies.model.TargetModel.similarity_to_table`: ``NLL(x | own z) - NLL(x | context z)``
+    (higher = more similar, ``~0`` = explains the cell's counts as well as its own latent). The
+    context is processed in chunks, so the memory stays bounded for large references.
+
+    Parameters
+    ----------
+    target
+        Trained :class:`~xspecies.model.TargetModel` built from ``context``.
+    context
+        Trained :class:`~xspecies.model.ContextModel` with its AnnData.
+    index
+        The target cell: row position in ``target.adata`` or obs name.
+    labels_key
+        Context ``obs`` column(s) to report for every context cell (e.g. ``"cell_type"``).
+    n_top
+        Keep only the ``n_top`` most similar context cells (default all).
+    batch_size
+        Minibatch size of the model's data loader.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per context cell, most similar first: ``context_index`` (row position in
+        ``context.adata``), ``obs_name``, ``similarity`` and one column per ``labels_key``.
+
+    Examples
+    --------
+    >>> import xspecies as xs
+    >>> df = xs.tl.similar_cells(human_model, mouse_model, "human1_lib1.final_cell_0001", "cell_type", n_top=25)
+    >>> df["cell_type"].value_counts()
+    """
+    check_pair(target, context)
+    position = target_position(target.adata, index)
+    keys = [] if labels_key is None else [labels_key] if isinstance(labels_key, str) else list(labels_key)
+    labels = {key: context_labels(context.adata, key) for key in keys}
+    if n_top is not None and n_top < 1:
+        raise ValueError(f"n_top must be >= 1, got {n_top}")
+
+    z_context = context.get_latent_representation(batch_size=batch_size)
+    chunk = max(1, _CELLS_X_GENES // max(1, target.module.n_input))
+    similarity = np.concatenate(
+        [
+            target.similarity_to_table(
+                z_context[start : start + chunk],
+                np.arange(min(chunk, len(z_context) - start))[None, :],
+                indices=[position],
+                batch_size=batch_size,
+            )[0]
+            for start in range(0, len(z_context), chunk)
+        ]
+    )
+    order = np.argsort(-similarity, kind="stable")[:n_top]
+    df = pd.DataFrame(
+        {
+            "context_index": order.astype(np.int64),
+            "obs_name": context.adata.obs_names[order].astype(str),
+            "similarity": similarity[order].astype(np.float32),
+        }
+    )
+    for key, values in labels.items():
+        df[key] = values[order]
+    df.attrs["target_obs_name"] = str(target.adata.obs_names[position])
+    return df
