@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
+from xspecies._validation import context_fingerprint
+
 matplotlib.use("Agg")
 
 SHARED_DATA = Path(
@@ -74,6 +76,7 @@ def make_synthetic_pair(
         "context_n_obs": n_ctx,
         "target_genes": list(tgt.var_names),
         "context_genes": list(ctx.var_names),
+        "context_fingerprint": context_fingerprint(ctx),
     }
     return ctx, tgt
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import xspecies as xs
+from xspecies._validation import context_fingerprint
 
 model = pytest.importorskip("xspecies.model")
 
@@ -276,6 +277,7 @@ def test_bad_inputs(trained, synthetic_pair):
     no_genes.uns["homology"] = {
         **tgt.uns["homology"],
         "context_n_obs": 200,
+        "context_fingerprint": context_fingerprint(context.adata),
         "target_genes": [],
         "context_genes": [],
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 from anndata import AnnData
@@ -151,3 +153,70 @@ def check_unique_var_names(adata: AnnData, name: str = "adata") -> None:
             f"{name}.var_names contains duplicates, e.g. {dups}: make them unique first "
             "(adata.var_names_make_unique())."
         )
+
+
+# --- model checks ---
+
+
+def check_int(value, name: str, low: int = 1) -> int:
+    """Check that ``value`` is an integer of at least ``low`` and return it as ``int``.
+
+    Parameters
+    ----------
+    value
+        The value given by the user (``bool`` and non-integral floats are refused).
+    name
+        Parameter name for the error message.
+    low
+        Smallest accepted value.
+
+    Returns
+    -------
+    int
+        The value.
+
+    Raises
+    ------
+    ValueError
+        When ``value`` is not an integer or is below ``low``.
+
+    Examples
+    --------
+    >>> check_int(40, "max_epochs")
+    40
+    """
+    integral = isinstance(value, int | np.integer) or (
+        isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer()
+    )
+    if isinstance(value, bool | np.bool_) or not integral or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+    return int(value)
+
+
+def context_fingerprint(adata: AnnData) -> str:
+    """Fingerprint of a context AnnData: SHA-1 of its cell count, cell names and gene names, in order.
+
+    Two AnnData objects have the same fingerprint exactly when they hold the same cells and genes in
+    the same order (the values in ``X`` are not part of it); a subset, a reordering or other cells of
+    the same count give another fingerprint.
+
+    Parameters
+    ----------
+    adata
+        The context AnnData.
+
+    Returns
+    -------
+    str
+        40 hexadecimal digits.
+
+    Examples
+    --------
+    >>> context_fingerprint(mouse) == context_fingerprint(mouse[::-1])  # doctest: +SKIP
+    False
+    """
+    digest = hashlib.sha1(str(adata.n_obs).encode())
+    for names in (adata.obs_names, adata.var_names):
+        digest.update(b"\0")
+        digest.update("\n".join(names.astype(str)).encode())
+    return digest.hexdigest()

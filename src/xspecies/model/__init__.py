@@ -1,5 +1,6 @@
 """Cross-species models on scvi-tools: :class:`ContextModel` and :class:`TargetModel`."""
 
+from ._base import NotTrainedError
 from ._context import ContextModel
 from ._hub import save_to_hub_dir
 from ._module import SpeciesVAE, TargetVAE
@@ -9,6 +10,7 @@ from ._training import AlignmentTrainingPlan, SpeciesTrainingPlan
 __all__ = [
     "AlignmentTrainingPlan",
     "ContextModel",
+    "NotTrainedError",
     "SpeciesTrainingPlan",
     "SpeciesVAE",
     "TargetModel",

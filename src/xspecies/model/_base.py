@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from anndata import AnnData
-from scipy import sparse
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
+
+from xspecies._validation import check_counts, check_int
 
 from ._nn import DEFAULT_LAYER_ORDER, validate_layer_order
 from ._training import SpeciesTrainingPlan
@@ -62,16 +65,117 @@ def library_log_prior(adata: AnnData, layer: str | None, batch_codes: np.ndarray
     return means.astype(np.float32), variances.astype(np.float32)
 
 
-def check_counts(adata: AnnData, layer: str | None) -> None:
-    """Raise when the matrix holds negative or non-integer values (the models need raw counts)."""
-    counts = adata.X if layer is None else adata.layers[layer]
-    if counts is None or adata.n_obs == 0 or adata.n_vars == 0:
-        raise ValueError("The AnnData has no cells, no genes or no count matrix.")
-    values = counts.data if sparse.issparse(counts) else np.asarray(counts[: min(adata.n_obs, 500)])
-    values = np.asarray(values[:100_000])
-    if values.size and (values.min() < 0 or not np.allclose(values, np.round(values))):
-        where = "X" if layer is None else f"layers[{layer!r}]"
-        raise ValueError(f"adata.{where} must hold raw (non-negative integer) counts.")
+class NotTrainedError(RuntimeError, ValueError):
+    """Raised when a method needs a trained model and the model has not finished one epoch yet.
+
+    A subclass of :class:`RuntimeError` (what scvi-tools raises for untrained models) and of
+    :class:`ValueError` (what xspecies raised before this class existed), so existing handlers keep
+    working.
+
+    Examples
+    --------
+    >>> context = xs.model.ContextModel(mouse)
+    >>> try:
+    ...     context.get_latent_representation()
+    ... except xs.model.NotTrainedError as err:
+    ...     print(err)
+    The ContextModel is not trained: call its train() first (training needs at least one epoch).
+    """
+
+
+def require_trained(model, name: str | None = None) -> None:
+    """Raise :class:`NotTrainedError` unless ``model`` has been trained for at least one epoch.
+
+    Parameters
+    ----------
+    model
+        A :class:`~xspecies.model.ContextModel` or :class:`~xspecies.model.TargetModel`.
+    name
+        How the model is called in the message (default: its class name).
+
+    Returns
+    -------
+    None
+        Returns when the model is trained.
+
+    Examples
+    --------
+    >>> require_trained(target, "target")  # doctest: +SKIP
+    """
+    if not getattr(model, "is_trained", False):
+        what = f"{name} model" if name else type(model).__name__
+        call = f"{name}.train()" if name else "its train()"
+        raise NotTrainedError(
+            f"The {what} is not trained: call {call} first (training needs at least one epoch)."
+        )
+
+
+def check_setup_inputs(
+    adata: AnnData, layer: str | None, batch_key: str | None, labels_key: str | None
+) -> None:
+    """Check what ``setup_anndata`` registers: the columns, the layer and the counts (all of them).
+
+    Raises a KeyError naming a missing column or layer, and a ValueError naming the first cell with a
+    missing (NaN) batch or label, or the first cell and gene with a value that is not a count.
+    """
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(f"The AnnData has {adata.n_obs} cells and {adata.n_vars} genes: it needs both.")
+    for role, key in (("batch_key", batch_key), ("labels_key", labels_key)):
+        if key is None:
+            continue
+        if key not in adata.obs:
+            raise KeyError(
+                f"{role}={key!r} is not a column of adata.obs (columns: {list(adata.obs.columns)})."
+            )
+        missing = adata.obs[key].isna().to_numpy()
+        if missing.any():
+            raise ValueError(
+                f"adata.obs[{key!r}] ({role}) has {int(missing.sum())} missing (NaN) values, e.g. cell "
+                f"{adata.obs_names[np.flatnonzero(missing)[0]]!r}: fill them (e.g. with 'unknown') or drop "
+                "those cells."
+            )
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(f"{layer!r} is not a layer of adata (layers: {list(adata.layers)}).")
+    check_counts(adata, layer)
+
+
+def check_same_genes(adata: AnnData, genes, owner: str) -> None:
+    """Raise unless ``adata.var_names`` are ``genes``, in the same order (the model's input genes)."""
+    new = adata.var_names.astype(str).to_numpy()
+    genes = np.asarray(genes, dtype=str)
+    if len(new) == len(genes) and np.array_equal(new, genes):
+        return
+    if len(new) == len(genes) and set(new) == set(genes):
+        problem = "are the same genes in another order"
+    else:
+        missing = [g for g in genes if g not in set(new)][:5]
+        problem = f"({len(new)}) differ from them (e.g. missing: {missing})"
+    raise ValueError(
+        f"The {owner} was trained on {len(genes)} genes; the genes of `adata` {problem}. Select and order "
+        "them like the training data: adata[:, model.adata.var_names]."
+    )
+
+
+def check_architecture(params: dict) -> None:
+    """Raise a ValueError naming the first architecture argument that is not a valid size."""
+    check_int(params["n_latent"], "n_latent")
+    for key in ("outer_hidden", "inner_hidden", "decoder_hidden", "library_hidden"):
+        sizes = params[key]
+        if isinstance(sizes, str) or not isinstance(sizes, Sequence):
+            raise ValueError(f"{key} must be a sequence of layer sizes, e.g. (300,), got {sizes!r}.")
+        for size in sizes:
+            check_int(size, f"every size in {key}")
+
+
+def _trained_only(method):
+    """Wrap an inherited scvi-tools method so that it raises :class:`NotTrainedError` on an untrained model."""
+
+    @functools.wraps(method)
+    def checked(self, *args, **kwargs):
+        require_trained(self)
+        return method(self, *args, **kwargs)
+
+    return checked
 
 
 class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseModelClass):
@@ -90,13 +194,10 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         extra_fields: Sequence = (),
         **kwargs,
     ) -> None:
-        """Check the inputs and register counts, batch, labels and ``extra_fields`` for ``cls``."""
-        for key in (batch_key, labels_key):
-            if key is not None and key not in adata.obs:
-                raise KeyError(f"{key!r} is not a column of adata.obs.")
-        if layer is not None and layer not in adata.layers:
-            raise KeyError(f"{layer!r} is not a layer of adata.")
-        check_counts(adata, layer)
+        """Register counts, batch, labels and ``extra_fields`` for ``cls``.
+
+        The inputs must have been checked with :func:`check_setup_inputs`.
+        """
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
@@ -107,8 +208,32 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
 
+    # inherited scvi-tools methods that need a trained model (the others call _check_if_trained)
+    get_elbo = _trained_only(VAEMixin.get_elbo)
+    get_marginal_ll = _trained_only(VAEMixin.get_marginal_ll)
+    get_reconstruction_error = _trained_only(VAEMixin.get_reconstruction_error)
+    differential_abundance = _trained_only(VAEMixin.differential_abundance)
+    get_importance_weights = _trained_only(RNASeqMixin.get_importance_weights)
+    get_normalized_expression = _trained_only(RNASeqMixin.get_normalized_expression)
+    differential_expression = _trained_only(RNASeqMixin.differential_expression)
+    posterior_predictive_sample = _trained_only(RNASeqMixin.posterior_predictive_sample)
+    get_feature_correlation_matrix = _trained_only(RNASeqMixin.get_feature_correlation_matrix)
+    get_likelihood_parameters = _trained_only(RNASeqMixin.get_likelihood_parameters)
+
+    def _check_if_trained(self, warn: bool = True, message: str | None = None) -> None:
+        """scvi-tools' check, raising :class:`NotTrainedError` (also where scvi-tools would only warn)."""
+        require_trained(self)
+
+    def _validate_anndata(self, adata: AnnData | None = None, copy_if_view: bool = True) -> AnnData:
+        """scvi-tools' validation, after checking that ``adata`` has the training genes in their order."""
+        if adata is not None and self.adata_manager is not None:
+            genes = self.adata_manager.get_state_registry(REGISTRY_KEYS.X_KEY).column_names
+            check_same_genes(adata, genes, type(self).__name__)
+        return super()._validate_anndata(adata, copy_if_view)
+
     def _module_kwargs(self, params: dict) -> dict:
         """Module arguments from the architecture entries of the model's ``__init__`` arguments."""
+        check_architecture(params)
         n_batch = self.summary_stats.n_batch
         codes = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel().astype(int)
         layer = self.adata_manager.data_registry[REGISTRY_KEYS.X_KEY].attr_key
@@ -166,6 +291,14 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         >>> context.train(max_epochs=40, batch_size=128, lr=1e-3)
         >>> context.history["elbo_train"].tail()
         """
+        self._check_training_args(max_epochs, batch_size, kwargs.get("train_size"))
+        for name, value in (("min_kl_weight", min_kl_weight), ("max_kl_weight", max_kl_weight)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}.")
+        if n_epochs_kl_warmup is not None:
+            check_int(n_epochs_kl_warmup, "n_epochs_kl_warmup", low=0)
         plan = {
             "n_epochs_kl_warmup": n_epochs_kl_warmup,
             "min_kl_weight": min_kl_weight,
@@ -173,7 +306,25 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
             "lr": lr,
             **(plan_kwargs or {}),
         }
-        return super().train(max_epochs=max_epochs, batch_size=batch_size, plan_kwargs=plan, **kwargs)
+        was_trained = self.is_trained_
+        result = super().train(max_epochs=max_epochs, batch_size=batch_size, plan_kwargs=plan, **kwargs)
+        # scvi-tools marks the model trained even when no epoch ran (max_steps=0, an interrupted fit)
+        self.is_trained_ = was_trained or self.trainer.current_epoch >= 1
+        return result
+
+    def _check_training_args(self, max_epochs, batch_size, train_size) -> None:
+        """Raise before training on a number of epochs, a batch size or a training set that cannot work."""
+        check_int(max_epochs, "max_epochs")
+        check_int(batch_size, "batch_size")
+        share = 0.9 if train_size is None else train_size
+        if not (isinstance(share, int | float) and 0 < share <= 1):
+            raise ValueError(f"train_size must lie in (0, 1], got {train_size!r}.")
+        n_train = math.ceil(share * self.adata.n_obs)
+        if n_train < 3:
+            raise ValueError(
+                f"Training needs at least 3 training cells; the AnnData has {self.adata.n_obs} cells and "
+                f"train_size={share} keeps {n_train}."
+            )
 
     # --- representations -------------------------------------------------------------------------
     def _encoded(self, key: str, adata: AnnData | None, indices, batch_size: int | None) -> np.ndarray:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from anndata import AnnData
 
-from ._base import SpeciesModelBase
+from ._base import SpeciesModelBase, check_setup_inputs
 from ._module import SpeciesVAE
 from ._nn import DEFAULT_LAYER_ORDER
 
@@ -90,6 +90,10 @@ class ContextModel(SpeciesModelBase):
     ):
         """Register an AnnData with raw counts for the context model.
 
+        Every stored value is checked before anything is registered: NaN, infinite, negative or
+        non-integer counts, and missing (NaN) batches or labels, raise a ValueError naming the first
+        offending cell (and gene).
+
         Parameters
         ----------
         adata
@@ -117,4 +121,5 @@ class ContextModel(SpeciesModelBase):
         >>> context = xs.model.ContextModel(mouse)
         """
         setup_method_args = cls._get_setup_method_args(**locals())
+        check_setup_inputs(adata, layer, batch_key, labels_key)
         cls._register_counts(adata, layer, batch_key, labels_key, setup_method_args, **kwargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,7 +13,9 @@ from scvi import REGISTRY_KEYS
 from scvi.data.fields import NumericalObsField, ObsmField
 from tqdm.auto import tqdm
 
-from ._base import SpeciesModelBase
+from xspecies._validation import check_int, context_fingerprint
+
+from ._base import SpeciesModelBase, check_setup_inputs, require_trained
 from ._context import ContextModel
 from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, DecodedTable, TargetVAE
 from ._nn import DEFAULT_LAYER_ORDER
@@ -36,6 +40,59 @@ def _label_consistent(adata: AnnData, context_adata: AnnData, homology_key: str,
     context_labels = context_adata.obs[labels_key].astype(str).to_numpy()
     voted = adata.obs[voted_key].astype(str).to_numpy()
     return context_labels[neighbors] == voted[:, None]
+
+
+def check_context_search(info: dict, context_adata: AnnData, homology_key: str = "homology") -> None:
+    """Raise unless the neighbour search recorded in ``info`` (``uns[homology_key]``) ran on ``context_adata``.
+
+    The search records :func:`~xspecies._validation.context_fingerprint` of its context (cell and gene
+    names, in order); the same cells in another order, or other cells of the same count, are refused.
+    Results of an older search without a fingerprint are checked by their cell count only, with a
+    warning.
+    """
+    n_ctx = context_adata.n_obs
+    if int(info.get("context_n_obs", n_ctx)) != n_ctx:
+        raise ValueError(
+            f"The neighbour search used a context with {info.get('context_n_obs')} cells but the context "
+            f"model has {n_ctx}: run homology_neighbors with the context model's AnnData."
+        )
+    recorded = info.get("context_fingerprint")
+    if recorded is None:
+        warnings.warn(
+            f"uns[{homology_key!r}] holds no context fingerprint (a search by an older xspecies): only the "
+            "context's cell count was checked. Run xspecies.pp.homology_neighbors(target, context.adata) "
+            "again so that the cells and genes are checked.",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif str(recorded) != context_fingerprint(context_adata):
+        raise ValueError(
+            f"The neighbour search in uns[{homology_key!r}] ran on another context than the context model's "
+            f"AnnData: same number of cells ({n_ctx}) but other cells or genes, or another order. Run "
+            "xspecies.pp.homology_neighbors(target, context.adata) again, or use the context model "
+            "trained on the AnnData that was searched."
+        )
+
+
+def check_built_from(target: TargetModel, context: ContextModel) -> None:
+    """Raise unless ``target`` was built by :meth:`TargetModel.from_context` from ``context``'s data.
+
+    Compares the context fingerprint recorded at :meth:`TargetModel.from_context` with the context
+    model's AnnData now (cells and genes, in order); a target saved before fingerprints existed is
+    checked by the context's genes and cell count.
+    """
+    recorded = getattr(target, "context_fingerprint_", None)
+    if recorded is not None:
+        same = recorded == context_fingerprint(context.adata)
+    else:
+        saved = target.context_var_names_
+        same_genes = saved is None or np.array_equal(saved, context.adata.var_names.astype(str).to_numpy())
+        same = same_genes and context.adata.n_obs == target.module.context_qz_mean.shape[0]
+    if not same:
+        raise ValueError(
+            "The target model was not built from this context model: its cells or genes (or their order) "
+            "differ from the context TargetModel.from_context was given."
+        )
 
 
 class TargetModel(SpeciesModelBase):
@@ -105,6 +162,10 @@ class TargetModel(SpeciesModelBase):
         candidate_z: str = "mean",
     ):
         super().__init__(adata)
+        check_int(n_context_obs, "n_context_obs")
+        check_int(k_neigh, "k_neigh")
+        if not (math.isfinite(top_percent) and 0 < top_percent <= 100):
+            raise ValueError(f"top_percent must lie in (0, 100], got {top_percent!r}.")
         kwargs = self._module_kwargs(locals())
         self.module = TargetVAE(
             n_input=self.summary_stats.n_vars,
@@ -119,6 +180,7 @@ class TargetModel(SpeciesModelBase):
         )
         self.homologous_genes_: tuple[np.ndarray, np.ndarray] | None = None
         self.context_var_names_: np.ndarray | None = None
+        self.context_fingerprint_: str | None = None
         self._model_summary_string = (
             f"xspecies TargetModel: alignment={alignment}, k_neigh={k_neigh}, top_percent={top_percent}, "
             f"n_context_obs={n_context_obs}, likelihood={gene_likelihood}, dispersion={dispersion}"
@@ -168,6 +230,7 @@ class TargetModel(SpeciesModelBase):
         >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor", labels_key="cell_ontology_class")
         """
         setup_method_args = cls._get_setup_method_args(**locals())
+        check_setup_inputs(adata, layer, batch_key, labels_key)
         if homology_key is not None:
             needed = [f"obsm[{homology_key + '_neighbors'!r}]", f"obs[{homology_key + '_top_percent'!r}]"]
             present = [f"{homology_key}_neighbors" in adata.obsm, f"{homology_key}_top_percent" in adata.obs]
@@ -230,6 +293,15 @@ class TargetModel(SpeciesModelBase):
         TargetModel
             The untrained target model, holding copies of everything it needs from the context.
 
+        Raises
+        ------
+        NotTrainedError
+            When the context model is not trained.
+        ValueError
+            When the neighbour search in ``adata.uns`` ran on another context than ``context.adata``
+            (other cells or genes, or another order; checked by the fingerprint that
+            :func:`xspecies.pp.homology_neighbors` records), or on a bad ``k_neigh``/``top_percent``.
+
         Examples
         --------
         >>> target = xs.model.TargetModel.from_context(context, human, alignment="inter", k_neigh=25)
@@ -239,48 +311,11 @@ class TargetModel(SpeciesModelBase):
 
         >>> latent_target = xs.model.TargetModel.from_context(context, human, alignment="latent")
         """
-        if not isinstance(context, ContextModel):
-            raise TypeError(f"context must be a ContextModel, got {type(context).__name__}.")
-        if not context.is_trained:
-            raise ValueError("The context model is not trained: call context.train() first.")
-        if context.adata is None:
-            raise ValueError("The context model has no AnnData attached; load it with its data.")
-        manager = cls._get_most_recent_anndata_manager(adata, required=False)
-        if manager is None:
-            raise ValueError("Register the target AnnData first: TargetModel.setup_anndata(adata, ...).")
-        homology_key = manager.registry["setup_args"].get("homology_key")
-        if homology_key is None:
-            raise ValueError(
-                "from_context needs the neighbour search: setup_anndata(..., homology_key='homology')."
-            )
-        info = adata.uns.get(homology_key)
-        if not isinstance(info, dict):
-            raise KeyError(
-                f"adata.uns[{homology_key!r}] is missing: run xspecies.pp.homology_neighbors first."
-            )
-        n_ctx = context.adata.n_obs
-        if int(info.get("context_n_obs", n_ctx)) != n_ctx:
-            raise ValueError(
-                f"The neighbour search used a context with {info.get('context_n_obs')} cells but the context "
-                f"model has {n_ctx}: run homology_neighbors with the context model's AnnData."
-            )
-        n_found = adata.obsm[f"{homology_key}_neighbors"].shape[1]
-        if n_found < k_neigh:
-            raise ValueError(
-                f"k_neigh={k_neigh} exceeds the {n_found} neighbours found by homology_neighbors."
-            )
-        target_idx = adata.var_names.get_indexer(list(info.get("target_genes", [])))
-        context_idx = context.adata.var_names.get_indexer(list(info.get("context_genes", [])))
-        keep = (target_idx >= 0) & (context_idx >= 0) if len(target_idx) == len(context_idx) else []
-        if not np.any(keep):
-            raise ValueError(
-                "The context and target share no homologous genes (uns[homology]['target_genes'] is empty "
-                "or absent from the data): check translate_genes and the species."
-            )
+        homology_key, target_idx, context_idx = cls._check_context(context, adata, k_neigh)
         arch = context.init_params_["non_kwargs"]
         model = cls(
             adata,
-            n_context_obs=n_ctx,
+            n_context_obs=context.adata.n_obs,
             n_latent=arch["n_latent"],
             outer_hidden=arch["outer_hidden"] if outer_hidden is None else outer_hidden,
             inner_hidden=arch["inner_hidden"],
@@ -312,9 +347,57 @@ class TargetModel(SpeciesModelBase):
         model.module.allowed.copy_(
             torch.as_tensor(_label_consistent(adata, context.adata, homology_key, k_neigh))
         )
-        model.homologous_genes_ = (target_idx[keep].astype(np.int64), context_idx[keep].astype(np.int64))
+        model.homologous_genes_ = (target_idx, context_idx)
         model.context_var_names_ = context.adata.var_names.astype(str).to_numpy()
+        model.context_fingerprint_ = context_fingerprint(context.adata)
         return model
+
+    @classmethod
+    def _check_context(
+        cls, context: ContextModel, adata: AnnData, k_neigh: int
+    ) -> tuple[str, np.ndarray, np.ndarray]:
+        """Check what :meth:`from_context` needs, before any work: the models, the registration and the search.
+
+        The neighbour search must have run against ``context.adata`` itself (same cells and genes, in the
+        same order: :func:`~xspecies._validation.context_fingerprint` recorded by
+        :func:`xspecies.pp.homology_neighbors`).
+
+        Returns the registered homology key and the target and context indices of the homologous genes.
+        """
+        if not isinstance(context, ContextModel):
+            raise TypeError(f"context must be a ContextModel, got {type(context).__name__}.")
+        require_trained(context, "context")
+        if context.adata is None:
+            raise ValueError("The context model has no AnnData attached; load it with its data.")
+        manager = cls._get_most_recent_anndata_manager(adata, required=False)
+        if manager is None:
+            raise ValueError("Register the target AnnData first: TargetModel.setup_anndata(adata, ...).")
+        homology_key = manager.registry["setup_args"].get("homology_key")
+        if homology_key is None:
+            raise ValueError(
+                "from_context needs the neighbour search: setup_anndata(..., homology_key='homology')."
+            )
+        info = adata.uns.get(homology_key)
+        if not isinstance(info, dict):
+            raise KeyError(
+                f"adata.uns[{homology_key!r}] is missing: run xspecies.pp.homology_neighbors first."
+            )
+        check_context_search(info, context.adata, homology_key)
+        check_int(k_neigh, "k_neigh")
+        n_found = adata.obsm[f"{homology_key}_neighbors"].shape[1]
+        if n_found < k_neigh:
+            raise ValueError(
+                f"k_neigh={k_neigh} exceeds the {n_found} neighbours found by homology_neighbors."
+            )
+        target_idx = adata.var_names.get_indexer(list(info.get("target_genes", [])))
+        context_idx = context.adata.var_names.get_indexer(list(info.get("context_genes", [])))
+        keep = (target_idx >= 0) & (context_idx >= 0) if len(target_idx) == len(context_idx) else []
+        if not np.any(keep):
+            raise ValueError(
+                "The context and target share no homologous genes (uns[homology]['target_genes'] is empty "
+                "or absent from the data): check translate_genes and the species."
+            )
+        return homology_key, target_idx[keep].astype(np.int64), context_idx[keep].astype(np.int64)
 
     def train(
         self,
@@ -368,6 +451,11 @@ class TargetModel(SpeciesModelBase):
         >>> baseline = xs.model.TargetModel.from_context(context, human)
         >>> baseline.train(max_epochs=40, eta_max=0)
         """
+        for name, value in (("eta_start", eta_start), ("eta_max", eta_max)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+        check_int(n_epochs_eta_warmup, "n_epochs_eta_warmup", low=0)
+        check_int(partner_refresh, "partner_refresh")
         if eta_max > 0 and self.homologous_genes_ is None:
             raise ValueError(
                 "The target model holds no context data: create it with TargetModel.from_context."
