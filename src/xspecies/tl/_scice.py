@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,7 +47,14 @@ def scice_graph(adata: AnnData, graph_key: str = "connectivities") -> sp.csr_mat
         raise KeyError(
             f"graph_key {graph_key!r} not found in adata.obsp (available: {list(adata.obsp.keys())})"
         )
-    return check_graph(adata.obsp[graph_key], name=f"adata.obsp[{graph_key!r}]")
+    name = f"adata.obsp[{graph_key!r}]"
+    graph = check_graph(adata.obsp[graph_key], name=name)
+    if np.count_nonzero(graph.data) == np.count_nonzero(graph.diagonal()):
+        raise ValueError(
+            f"{name} has no edges between cells: scICE clusters a neighbour graph; compute one first "
+            "(e.g. scanpy.pp.neighbors) or pass its key as graph_key"
+        )
+    return graph
 
 
 def check_graph(matrix, name: str = "graph") -> sp.csr_matrix:
@@ -94,6 +102,10 @@ def _check_parameters(
     max_iterations: int,
     min_cluster_size: int,
     objective_function: str,
+    beta: float,
+    remove_threshold: float,
+    ic_threshold: float,
+    n_jobs: int | None,
 ) -> tuple[list[int], list[float]]:
     if cluster_range is not None and resolution is not None:
         raise ValueError("give either cluster_range or resolution, not both")
@@ -108,6 +120,19 @@ def _check_parameters(
     ):
         if int(value) != value or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not (np.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
+    for name, value in (("remove_threshold", remove_threshold), ("ic_threshold", ic_threshold)):
+        if not value >= 1:  # also refuses NaN; the IC is at least 1, so a smaller threshold selects nothing
+            raise ValueError(
+                f"{name} must be a number >= 1 (the IC's minimum; np.inf: no limit), got {value!r}"
+            )
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) or n_jobs == 0
+    ):
+        raise ValueError(
+            f"n_jobs must be None or a non-zero integer (negative: joblib's convention), got {n_jobs!r}"
+        )
     if resolution is not None:
         gammas = np.atleast_1d(np.asarray(resolution, dtype=np.float64))
         if gammas.size == 0:
@@ -233,6 +258,47 @@ def _diagnostics(
     return targets, rounds.astype({"kept": bool, "target": np.int64, "round": np.int64})
 
 
+def _concrete_seed(random_state: int | None) -> int:
+    """The seed of the run: ``random_state``, or a fresh one drawn (and recorded) when it is None."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0])
+    if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer) or random_state < 0:
+        raise ValueError(f"random_state must be None or an integer >= 0, got {random_state!r}")
+    return int(random_state)
+
+
+def _tied_counts(winners: pd.DataFrame, consistent: np.ndarray, best: int) -> np.ndarray:
+    """Cluster counts as consistent as the recommended one (itself included; empty without results)."""
+    if best < 0:
+        return np.zeros(0, dtype=np.int64)
+    ic = winners["ic"].to_numpy(np.float64)
+    pool = consistent if consistent.any() else np.ones(len(winners), dtype=bool)
+    tied = pool & np.isclose(ic, ic[best], rtol=0.0, atol=1e-9)
+    return winners["n_cluster"].to_numpy(np.int64)[tied]
+
+
+def _warn_about_coverage(targets: list[int], n_cluster: np.ndarray, diagnostics: pd.DataFrame) -> None:
+    """Warn about requested cluster counts that have no result, with the reason for each."""
+    missing = sorted(set(targets) - set(n_cluster.tolist()))
+    if not missing:
+        return
+    status = dict(zip(diagnostics["target"], diagnostics["status"], strict=True))
+    reasons = {
+        "not_found": "no resolution gives this count",
+        "removed": "too inconsistent (preliminary IC >= remove_threshold)",
+    }
+    groups: dict[str, list[int]] = {}
+    for k in missing:
+        groups.setdefault(reasons.get(status[k], "the result merged into another count"), []).append(k)
+    detail = "; ".join(f"k = {', '.join(map(str, ks))}: {why}" for why, ks in groups.items())
+    warnings.warn(
+        f"scICE: no result for the requested cluster counts {missing} ({detail}); see "
+        "coverage_complete and target_diagnostics.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def scice(
     adata: AnnData,
     graph_key: str = "connectivities",
@@ -281,29 +347,31 @@ def scice(
     n_bootstrap
         Bootstrap resamples of the trials giving ``ic_vec``.
     beta
-        Randomness of Leiden's refinement step (passed to igraph).
+        Randomness of Leiden's refinement step (passed to igraph); a finite number > 0.
     n_iterations
         Leiden iterations per run and per refinement round.
     max_iterations
         Most Leiden iterations per trial, all refinement rounds included.
     remove_threshold
-        Targets whose best preliminary IC is at least this are dropped.
+        Targets whose best preliminary IC is at least this are dropped (>= 1; ``np.inf`` keeps all).
     min_cluster_size
         Clusters smaller than this do not count during the search and are merged into their
         most connected neighbour in the final labels.
     objective_function
         ``"CPM"`` (recommended) or ``"modularity"``.
     n_jobs
-        Worker processes for the Leiden runs through joblib; None runs serially (best for small
-        graphs). Inside ``joblib.parallel_config(backend="dask")`` the runs go to a Dask cluster.
+        Worker processes for the Leiden runs through joblib (a non-zero integer; negative counts
+        back from all cores, as in joblib); None runs serially (best for small graphs). Inside ``joblib.parallel_config(backend="dask")`` the runs go to a Dask cluster.
     random_state
-        Seed; the same seed gives the same results whatever ``n_jobs``. None draws a fresh one.
+        Seed (an integer >= 0); the same seed gives the same results whatever ``n_jobs``. None draws
+        a fresh one, recorded in ``params["random_state"]`` so that the run can be repeated.
     key_added
         Key of the results in ``adata.uns``.
     copy
         Return a modified copy instead of writing into ``adata``.
     ic_threshold
-        IC at or below which a result is called consistent (``consistent_clusters``, ``best_cluster``).
+        IC at or below which a result is called consistent (``consistent_clusters``, ``best_cluster``;
+        >= 1).
     progress_bar
         Show progress bars.
 
@@ -323,11 +391,27 @@ def scice(
           (lowest-IC consistent result, on ties the one whose target had the widest resolution
           interval, then the largest ``k``; lowest IC overall if none is consistent; -1 and NaN
           without results);
+        - ``tied_clusters``: the counts exactly as consistent as ``best_cluster`` (itself included); when
+          there are several, a warning names them: the choice among them is a tie-break, not a finding;
         - ``coverage_complete`` (every requested target has a result at its own count) and
           ``search_coverage_complete`` (every target got a resolution interval);
         - ``cluster_range_tested``, ``resolution_input``;
         - ``target_diagnostics``, ``optimization_diagnostics`` and ``resolution_search_diagnostics``
           (DataFrames) and ``params``.
+
+    Raises
+    ------
+    KeyError
+        When ``graph_key`` is not in ``adata.obsp``.
+    ValueError
+        Before any Leiden run, on a graph without edges between cells (or not square, symmetric and
+        non-negative) and on a parameter out of range (``beta <= 0``, a NaN threshold, ``n_jobs=0``...).
+
+    Warns
+    -----
+    UserWarning
+        When requested cluster counts get no result (naming them and why: no resolution reaches them,
+        too inconsistent, or merged into another count), and when several counts tie for the lowest IC.
 
     Notes
     -----
@@ -357,7 +441,12 @@ def scice(
         max_iterations,
         min_cluster_size,
         objective_function,
+        beta,
+        remove_threshold,
+        ic_threshold,
+        n_jobs,
     )
+    random_state = _concrete_seed(random_state)
     entropy = int(np.random.SeedSequence(random_state).entropy)
     payload = GraphPayload.from_adjacency(graph)
     runner = LeidenRunner(payload, objective_function, beta, 1 if n_jobs is None else n_jobs)
@@ -391,6 +480,16 @@ def scice(
     ic = winners["ic"].to_numpy(np.float64)
     consistent = ic <= ic_threshold
     best = _best_result(winners, consistent)
+    tied = _tied_counts(winners, consistent, best)
+    _warn_about_coverage(targets, n_cluster, target_table)
+    if len(tied) > 1:
+        warnings.warn(
+            f"scICE: cluster counts {tied.tolist()} are equally consistent (IC {ic[best]:.4f}); "
+            f"best_cluster={int(n_cluster[best])} was picked by the widest resolution interval, then the "
+            f"most clusters. Look at all of them (uns[{key_added!r}]['tied_clusters']).",
+            UserWarning,
+            stacklevel=2,
+        )
     adata = adata.copy() if copy else adata
     adata.uns[key_added] = {
         "analysis_mode": mode,
@@ -409,6 +508,7 @@ def scice(
         "consistent_clusters": n_cluster[consistent],
         "best_cluster": int(n_cluster[best]) if best >= 0 else -1,
         "best_resolution": float(winners["gamma"].iloc[best]) if best >= 0 else float("nan"),
+        "tied_clusters": tied,
         "coverage_complete": set(targets) <= set(n_cluster.tolist()),
         "search_coverage_complete": all(r.status != "not_found" for r in results),
         "cluster_range_tested": np.asarray(targets, dtype=np.int64),
@@ -427,7 +527,7 @@ def scice(
             "remove_threshold": float(remove_threshold),
             "min_cluster_size": int(min_cluster_size),
             "objective_function": objective_function,
-            "random_state": -1 if random_state is None else int(random_state),
+            "random_state": random_state,
             "n_jobs": 1 if n_jobs is None else int(n_jobs),
             "backend": "igraph",
         },
@@ -469,6 +569,8 @@ def scice_labels(
     >>> xs.tl.scice_labels(adata, threshold=1.005)  # doctest: +SKIP
     >>> adata.obs.filter(like="scice_k_").columns  # doctest: +SKIP
     """
+    if np.isnan(threshold):
+        raise ValueError(f"threshold must be a number (np.inf keeps every result), got {threshold!r}")
     if key not in adata.uns:
         raise KeyError(f"no scICE results at adata.uns[{key!r}]; run xspecies.tl.scice first")
     results = adata.uns[key]
