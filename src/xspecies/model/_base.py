@@ -420,6 +420,7 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         >>> human_mu = target.decode_expression(z, batch=human.obs["donor"].iloc[0], library=5e3)["mu"]
         """
+        self._check_if_trained()
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.module.n_latent:
             raise ValueError(f"z must have shape (n, {self.module.n_latent}), got {z.shape}.")
