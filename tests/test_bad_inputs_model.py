@@ -172,17 +172,6 @@ ARCHITECTURE_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", ARCHITECTURE_CASES)
-def test_architecture_sizes_are_checked(pair, case):
-    kwargs, match = ARCHITECTURE_CASES[case]
-    ctx, _ = pair
-    ContextModel.setup_anndata(ctx)
-    before = checksum(ctx)
-    with pytest.raises(ValueError, match=match):
-        ContextModel(ctx, **kwargs)
-    assert checksum(ctx) == before
-
-
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -219,15 +208,25 @@ TRAIN_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", TRAIN_CASES)
-def test_context_train_refuses_bad_arguments_before_training(pair, case):
-    kwargs, match = TRAIN_CASES[case]
+CONTEXT_STEPS = {
+    "build": lambda adata, kwargs: ContextModel(adata, **kwargs),
+    "train": lambda adata, kwargs: ContextModel(adata).train(**{**ONE_EPOCH, **kwargs}),
+}
+CONTEXT_CASES = {
+    **{f"build, {name}": ("build", *case) for name, case in ARCHITECTURE_CASES.items()},
+    **{f"train, {name}": ("train", *case) for name, case in TRAIN_CASES.items()},
+}
+
+
+@pytest.mark.parametrize("case", CONTEXT_CASES)
+def test_context_refuses_bad_arguments_before_any_work(pair, case):
+    step, kwargs, match = CONTEXT_CASES[case]
     ctx, _ = pair
     ContextModel.setup_anndata(ctx)
-    context = ContextModel(ctx)
+    before = checksum(ctx)
     with pytest.raises(ValueError, match=match):
-        context.train(**{**ONE_EPOCH, **kwargs})
-    assert not context.is_trained
+        CONTEXT_STEPS[step](ctx, kwargs)
+    assert checksum(ctx) == before
 
 
 @pytest.mark.parametrize(
