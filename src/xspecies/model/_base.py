@@ -291,7 +291,7 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         >>> context.train(max_epochs=40, batch_size=128, lr=1e-3)
         >>> context.history["elbo_train"].tail()
         """
-        self._check_training_args(max_epochs, batch_size, kwargs.get("train_size"))
+        max_epochs, batch_size = self._check_training_args(max_epochs, batch_size, kwargs.get("train_size"))
         for name, value in (("min_kl_weight", min_kl_weight), ("max_kl_weight", max_kl_weight)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
@@ -312,10 +312,13 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         self.is_trained_ = was_trained or self.trainer.current_epoch >= 1
         return result
 
-    def _check_training_args(self, max_epochs, batch_size, train_size) -> None:
-        """Raise before training on a number of epochs, a batch size or a training set that cannot work."""
-        check_int(max_epochs, "max_epochs")
-        check_int(batch_size, "batch_size")
+    def _check_training_args(self, max_epochs, batch_size, train_size) -> tuple[int, int]:
+        """Raise before training on a number of epochs, a batch size or a training set that cannot work.
+
+        Returns ``max_epochs`` and ``batch_size`` as ``int``.
+        """
+        max_epochs = check_int(max_epochs, "max_epochs")
+        batch_size = check_int(batch_size, "batch_size")
         share = 0.9 if train_size is None else train_size
         if not (isinstance(share, int | float) and 0 < share <= 1):
             raise ValueError(f"train_size must lie in (0, 1], got {train_size!r}.")
@@ -325,6 +328,7 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
                 f"Training needs at least 3 training cells; the AnnData has {self.adata.n_obs} cells and "
                 f"train_size={share} keeps {n_train}."
             )
+        return max_epochs, batch_size
 
     # --- representations -------------------------------------------------------------------------
     def _encoded(self, key: str, adata: AnnData | None, indices, batch_size: int | None) -> np.ndarray:
