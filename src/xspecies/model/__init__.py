@@ -1,7 +1,7 @@
 """Cross-species models on scvi-tools: :class:`ContextModel` and :class:`TargetModel`."""
 
 from ._context import ContextModel
-from ._hub import save_to_hub_dir
+from ._hub import load_hub_dir, save_to_hub_dir
 from ._module import SpeciesVAE, TargetVAE
 from ._target import TargetModel
 from ._training import AlignmentTrainingPlan, SpeciesTrainingPlan
@@ -13,5 +13,6 @@ __all__ = [
     "SpeciesVAE",
     "TargetModel",
     "TargetVAE",
+    "load_hub_dir",
     "save_to_hub_dir",
 ]
