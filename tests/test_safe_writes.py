@@ -1,6 +1,5 @@
 """Crash-safe writing: every writer stopped at every step leaves the previous file or folder intact."""
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -13,7 +12,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 
 from xspecies import _io
 from xspecies.cli import scice as scice_cli
@@ -21,40 +19,9 @@ from xspecies.cli import scice as scice_cli
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def checksum(path: Path) -> str:
-    """sha256 of a file, or of every file (relative name and content) of a folder."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
-
-
 def leftovers(folder: Path) -> list[str]:
     """Hidden temporary entries the writers create beside their destinations."""
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
-
-
-def graph_h5ad(path: Path, n: int = 120, seed: int = 0) -> Path:
-    """A small h5ad with counts, obs and a kNN-like graph of 4 groups."""
-    rng = np.random.default_rng(seed)
-    group = np.repeat(np.arange(4), n // 4)
-    rows, cols = [], []
-    for i in range(n):
-        rows += [i] * 6
-        cols += list(rng.choice(np.flatnonzero(group == group[i]), 5)) + [int(rng.integers(n))]
-    adj = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
-    adj = ((adj + adj.T) > 0).astype(np.float32)
-    adj.setdiag(0)
-    adj.eliminate_zeros()
-    adata = ad.AnnData(sp.csr_matrix(rng.poisson(1.0, (n, 5)).astype(np.float32)))
-    adata.obs_names = [f"cell{i}" for i in range(n)]
-    adata.obs["group"] = group.astype(str)
-    adata.obsp["connectivities"] = adj.tocsr()
-    adata.uns["scice"] = {"note": "previous result"}
-    adata.write_h5ad(path)
-    return path
 
 
 class Boom(RuntimeError):
@@ -75,21 +42,13 @@ def fail_on_call(monkeypatch, module, name: str, call: int = 0):
     monkeypatch.setattr(module, name, patched)
 
 
-class _OsProxy:
-    """The :mod:`os` module as :mod:`xspecies._io` sees it, with some functions replaced."""
-
-    def __init__(self, **replaced):
-        self.__dict__.update(replaced)
-
-    def __getattr__(self, name):
-        return getattr(os, name)
-
-
 def fail_in_io(monkeypatch, name: str, call: int = 0):
-    """Make ``os.<name>`` (``fsync`` or ``replace``), as called by the atomic writers, fail once."""
-    proxy = _OsProxy()
-    monkeypatch.setattr(_io, "os", proxy)
-    fail_on_call(monkeypatch, proxy, name, call)
+    """Make the writers' ``fsync`` (:func:`os.fsync`) or ``replace`` (:meth:`pathlib.Path.replace`, the
+    rename) fail once, on its ``call``-th call (0-based)."""
+    if name == "fsync":
+        fail_on_call(monkeypatch, _io.os, "fsync", call)
+    else:
+        fail_on_call(monkeypatch, Path, "replace", call)
 
 
 # --- single files: h5ad (scice result), CSV, figure ------------------------------------------------
@@ -114,7 +73,9 @@ def _write_figure(tmp: Path) -> None:
 @pytest.mark.parametrize(
     ("suffix", "writer"), [(".h5ad", _write_h5ad), (".csv", _write_csv), (".png", _write_figure)]
 )
-def test_file_writer_stopped_at_each_step_keeps_previous_file(tmp_path, monkeypatch, step, suffix, writer):
+def test_file_writer_stopped_at_each_step_keeps_previous_file(
+    tmp_path, monkeypatch, step, suffix, writer, checksum, graph_h5ad
+):
     source = graph_h5ad(tmp_path / "source.h5ad")
     destination = tmp_path / f"result{suffix}"
     if suffix == ".h5ad":
@@ -138,7 +99,7 @@ def test_file_writer_stopped_at_each_step_keeps_previous_file(tmp_path, monkeypa
 
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("stage", ["copy", "write_uns", "fsync", "replace"])
-def test_scice_result_stopped_at_each_step(tmp_path, monkeypatch, stage, inplace):
+def test_scice_result_stopped_at_each_step(tmp_path, monkeypatch, stage, inplace, checksum, graph_h5ad):
     source = graph_h5ad(tmp_path / "in.h5ad")
     destination = source if inplace else tmp_path / "out.h5ad"
     if not inplace:
@@ -166,7 +127,7 @@ def test_scice_result_stopped_at_each_step(tmp_path, monkeypatch, stage, inplace
     assert leftovers(tmp_path) == []
 
 
-def test_scice_result_complete(tmp_path):
+def test_scice_result_complete(tmp_path, checksum, graph_h5ad):
     source = graph_h5ad(tmp_path / "in.h5ad")
     before = checksum(source)
     scice_cli.write_result(source, tmp_path / "out.h5ad", "scice", {"note": "new result"})
@@ -178,7 +139,7 @@ def test_scice_result_complete(tmp_path):
 
 # --- folders: staging of the CLI outputs --------------------------------------------------------
 @pytest.mark.parametrize("step", ["write", "fsync", "replace"])
-def test_output_folder_stopped_at_each_step(tmp_path, monkeypatch, step):
+def test_output_folder_stopped_at_each_step(tmp_path, monkeypatch, step, checksum):
     out = tmp_path / "out"
     with _io.atomic_entries(out) as staging:
         _write_csv(staging / "table.csv")
@@ -236,7 +197,7 @@ def _patch_step(monkeypatch, kind: str, name: str, call: int) -> None:
 
 @pytest.mark.parametrize(("kind", "name", "call"), _model_steps())
 def test_model_save_stopped_at_each_step_keeps_previous_folder(
-    context_model, tmp_path, monkeypatch, kind, name, call
+    context_model, tmp_path, monkeypatch, kind, name, call, checksum
 ):
     from xspecies.model import ContextModel
 
@@ -254,7 +215,7 @@ def test_model_save_stopped_at_each_step_keeps_previous_folder(
 
 @pytest.mark.parametrize(("kind", "name", "call"), _model_steps())
 def test_hub_save_stopped_at_each_step_keeps_previous_folder(
-    context_model, tmp_path, monkeypatch, kind, name, call
+    context_model, tmp_path, monkeypatch, kind, name, call, checksum
 ):
     from xspecies.model import load_hub_dir, save_to_hub_dir
 
@@ -337,7 +298,7 @@ _RUN = "import sys\nfrom xspecies.cli.main import main\nsys.exit(main(sys.argv[1
         (signal.SIGTERM, "write", True),
     ],
 )
-def test_scice_cli_interrupted(tmp_path, signum, phase, inplace):
+def test_scice_cli_interrupted(tmp_path, signum, phase, inplace, checksum, graph_h5ad):
     # mid-run: a run of many seconds, interrupted half a second in; mid-write: a quick run
     source = graph_h5ad(tmp_path / "in.h5ad", n=600 if phase == "run" else 120)
     before = checksum(source)

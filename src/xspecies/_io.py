@@ -56,8 +56,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The caller writes the whole file to the yielded path (any writer that takes a path: h5ad, CSV,
     figures, ``torch.save``). When the block finishes, the file is flushed to disk and renamed to
-    ``path`` with :func:`os.replace` (atomic on one file system); if the block raises or is
-    interrupted, the temporary file is removed and an existing ``path`` is left as it was.
+    ``path`` (:func:`os.replace`, atomic on one file system); if the block raises or is interrupted,
+    the temporary file is removed and an existing ``path`` is left as it was.
 
     Parameters
     ----------
@@ -74,14 +74,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     >>> with atomic_path("results/report.csv") as tmp:  # doctest: +SKIP
     ...     table.to_csv(tmp)
     """
-    path = Path(os.path.abspath(path))
+    path = Path(path).resolve()
     tmp = _temporary_name(path, "tmp")
     try:
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"nothing was written for {path}")
         _fsync_path(tmp)
-        os.replace(tmp, path)
+        tmp.replace(path)
     except BaseException:
         _remove(tmp)
         raise
@@ -130,7 +130,7 @@ def atomic_dir(
     >>> with atomic_dir("models/context", overwrite=True) as tmp:  # doctest: +SKIP
     ...     (tmp / "notes.txt").write_text("trained on 2k cells")
     """
-    path = Path(os.path.abspath(path))
+    path = Path(path).resolve()
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{path} exists and is not a folder.")
     if path.exists() and not overwrite:
@@ -159,12 +159,12 @@ def _swap_in(new: Path, path: Path) -> None:
     """Rename ``new`` to ``path``; a previous folder at ``path`` is removed only after the rename."""
     old = _temporary_name(path, "old") if path.is_dir() else None
     if old is not None:
-        os.replace(path, old)
+        path.replace(old)
     try:
-        os.replace(new, path)
+        new.replace(path)
     except BaseException:
         if old is not None:
-            os.replace(old, path)
+            old.replace(path)
         raise
     if old is not None:
         _remove(old)
@@ -211,7 +211,7 @@ def atomic_entries(folder: str | os.PathLike) -> Iterator[Path]:
                     raise FileExistsError(f"{destination} exists and is not a folder.")
                 _swap_in(entry, destination)
             else:
-                os.replace(entry, destination)
+                entry.replace(destination)
         _fsync_path(folder)
     finally:
         _remove(staging)

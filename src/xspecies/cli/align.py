@@ -75,13 +75,17 @@ def check_inputs(
     if species[0].taxon_id == species[1].taxon_id:
         raise CLIError(f"the context and target species are the same ({species[0].name})")
     check_key_name(labels_key, "--labels-key")  # it names the result columns
-    _check_obs_keys(context, "context", {"--labels-key": labels_key, "--context-batch-key": context_batch_key})
+    _check_obs_keys(
+        context, "context", {"--labels-key": labels_key, "--context-batch-key": context_batch_key}
+    )
     _check_obs_keys(
         target, "target", {"--target-batch-key": target_batch_key, "--target-labels-key": target_labels_key}
     )
     for which, adata in (("context", context), ("target", target)):
         if layer is not None and layer not in adata.layers:
-            raise CLIError(f"--layer {layer!r} is not a layer of the {which} data (layers: {list(adata.layers)})")
+            raise CLIError(
+                f"--layer {layer!r} is not a layer of the {which} data (layers: {list(adata.layers)})"
+            )
         if adata.n_obs < 2 or adata.n_vars < 1:
             raise CLIError(f"the {which} data has {adata.n_obs} cells and {adata.n_vars} genes: too few")
     if n_neighbors is None:
@@ -106,7 +110,7 @@ def check_output_folder(output: str | Path) -> None:
     --------
     >>> check_output_folder("xspecies_output")  # doctest: +SKIP
     """
-    out = Path(os.path.abspath(output))
+    out = Path(output).resolve()
     if out.exists() and not out.is_dir():
         raise CLIError(f"--output {output} exists and is not a folder")
     existing = next(p for p in (out, *out.parents) if p.exists())

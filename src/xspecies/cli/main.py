@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{command}: interrupted; no output was written or replaced", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - every error of a command ends as one line
         if debug:
             traceback.print_exc()
         print(f"{command}: error: {_one_line(exc)}", file=sys.stderr)

@@ -158,10 +158,7 @@ def _check_input(path: Path) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from xspecies._validation import check_key_name
-    from xspecies.tl import scice
 
     if (args.cluster_range is None) == (args.resolution is None):
         raise CLIError("give exactly one of --cluster-range or --resolution")
@@ -175,6 +172,10 @@ def _run(args: argparse.Namespace) -> int:
     source = Path(args.input)
     _check_input(source)
     destination = _output_path(args)
+    import numpy as np  # the heavy imports once the arguments are known to be good
+
+    from xspecies.tl import scice
+
     start = time.perf_counter()
     adata = read_graph(source, args.graph_key)
     print(f"read graph {args.graph_key!r} of {adata.n_obs} cells from {source}", flush=True)
