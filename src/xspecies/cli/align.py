@@ -118,8 +118,11 @@ def check_output_folder(output: str | Path) -> None:
         raise CLIError(f"cannot write the output folder {output}: {existing} is not writable")
 
 
-def select_genes(adata: AnnData, n_top_genes: int, batch_key: str | None, layer: str | None) -> str:
+def select_genes(adata: AnnData, n_top_genes: int, layer: str | None) -> str:
     """Keep the ``n_top_genes`` highly variable genes of ``adata`` (in place), as :func:`xspecies.pp.prepare`.
+
+    Genes are ranked with ``seurat_v3`` on the counts of all cells of the species together (per-batch
+    ranking fails on small batches).
 
     Parameters
     ----------
@@ -127,8 +130,6 @@ def select_genes(adata: AnnData, n_top_genes: int, batch_key: str | None, layer:
         Raw counts of one species.
     n_top_genes
         Genes to keep; ``0`` keeps all genes.
-    batch_key
-        Batch column (genes are ranked per batch).
     layer
         Layer with the counts.
 
@@ -139,25 +140,28 @@ def select_genes(adata: AnnData, n_top_genes: int, batch_key: str | None, layer:
 
     Examples
     --------
-    >>> select_genes(human, 4000, "donor", None)  # doctest: +SKIP
-    'kept the 4000 most variable of 20125 genes (seurat_v3 on counts, per batch)'
+    >>> select_genes(human, 4000, None)  # doctest: +SKIP
+    'kept the 4000 most variable of 20125 genes (seurat_v3 on the counts)'
     """
     import xspecies as xs
 
     n_vars = adata.n_vars
     if n_top_genes == 0 or n_top_genes >= n_vars:
         return f"all {n_vars} genes kept" + (" (--n-top-genes 0)" if n_top_genes == 0 else "")
-    xs.pp.prepare(
-        adata,
-        batch_key=batch_key,
-        min_batch_size=1,
-        min_genes_fraction=0.0,
-        min_celltype_size=1,
-        n_top_genes=n_top_genes,
-        layer=layer,
-    )
-    per_batch = ", per batch" if batch_key else ""
-    return f"kept the {adata.n_vars} most variable of {n_vars} genes (seurat_v3 on counts{per_batch})"
+    try:
+        xs.pp.prepare(
+            adata,
+            min_batch_size=1,
+            min_genes_fraction=0.0,
+            min_celltype_size=1,
+            n_top_genes=n_top_genes,
+            layer=layer,
+        )
+    except ValueError as exc:  # the loess fit of seurat_v3 fails on degenerate data
+        raise CLIError(
+            f"selecting {n_top_genes} highly variable genes failed ({exc}); pass --n-top-genes 0 to keep all genes"
+        ) from exc
+    return f"kept the {adata.n_vars} most variable of {n_vars} genes (seurat_v3 on the counts)"
 
 
 def run_alignment(
@@ -258,11 +262,8 @@ def run_alignment(
     timings = {}
 
     _say(verbose, "[1/6] genes per species (--n-top-genes; 0 keeps all genes)")
-    for name, adata, batch_key in (
-        (context_species, context, context_batch_key),
-        (target_species, target, target_batch_key),
-    ):
-        _say(verbose, f"      {name}: {select_genes(adata, n_top_genes, batch_key, layer)}")
+    for name, adata in ((context_species, context), (target_species, target)):
+        _say(verbose, f"      {name}: {select_genes(adata, n_top_genes, layer)}")
 
     _say(verbose, f"[2/6] orthologs and data-level neighbour search ({target_species} -> {context_species})")
     xs.pp.translate_genes(target, target_species, context_species)
@@ -302,6 +303,7 @@ def run_alignment(
         "n_target_cells": target.n_obs,
         "n_context_genes": context.n_vars,
         "n_target_genes": target.n_vars,
+        "n_top_genes": n_top_genes,
         "n_neighbors": n_neighbors,
         "epochs": epochs,
         **timings,
@@ -575,7 +577,7 @@ def register(subparsers) -> None:
         "--n-top-genes",
         type=non_negative_int,
         default=4000,
-        help="highly variable genes kept per species, seurat_v3 on the counts (per batch); "
+        help="highly variable genes kept per species, seurat_v3 on the counts; "
         "0 keeps all genes (default: %(default)s)",
     )
     genes.add_argument(
