@@ -44,6 +44,7 @@ ALIGN_CASES = {
     "epochs 0": (["--epochs", "0"], "--epochs: must be a positive integer"),
     "n-neighbors 0": (["--n-neighbors", "0"], "--n-neighbors"),
     "n-neighbors above context cells": (["--n-neighbors", "500"], "60 context cells"),
+    "too few target cells": (["--max-cells", "20"], "the target data has 20 cells"),
     "n-top-genes negative": (["--n-top-genes", "-5"], "--n-top-genes"),
     "batch-size 0": (["--batch-size", "0"], "--batch-size"),
     "max-cells 0": (["--max-cells", "0"], "--max-cells"),

@@ -94,6 +94,11 @@ def check_inputs(
         raise CLIError(
             f"--n-neighbors {n_neighbors} must lie between 1 and the {context.n_obs} context cells"
         )
+    if target.n_obs <= min(N_VOTE, n_neighbors):
+        raise CLIError(
+            f"the target data has {target.n_obs} cells: the label transfer compares each cell with its "
+            f"{min(N_VOTE, n_neighbors)} nearest target cells, so it needs more"
+        )
     check_output_folder(output)
     return n_neighbors
 
