@@ -85,3 +85,48 @@ def make_synthetic_pair(
 def synthetic_pair():
     """:func:`make_synthetic_pair`, for tests that build small context/target pairs."""
     return make_synthetic_pair
+
+
+def file_checksum(path: Path) -> str:
+    """sha256 of a file, or of every file (relative name and content) of a folder."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def make_graph_h5ad(path: Path, n: int = 120, seed: int = 0) -> Path:
+    """A small h5ad with counts, obs, a kNN-like graph of 4 groups and a previous ``uns["scice"]``."""
+    rng = np.random.default_rng(seed)
+    group = np.repeat(np.arange(4), n // 4)
+    rows, cols = [], []
+    for i in range(n):
+        rows += [i] * 6
+        cols += list(rng.choice(np.flatnonzero(group == group[i]), 5)) + [int(rng.integers(n))]
+    adj = sparse.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
+    adj = ((adj + adj.T) > 0).astype(np.float32)
+    adj.setdiag(0)
+    adj.eliminate_zeros()
+    adata = ad.AnnData(sparse.csr_matrix(rng.poisson(1.0, (n, 5)).astype(np.float32)))
+    adata.obs_names = [f"cell{i}" for i in range(n)]
+    adata.obs["group"] = group.astype(str)
+    adata.obsp["connectivities"] = adj.tocsr()
+    adata.uns["scice"] = {"note": "previous result"}
+    adata.write_h5ad(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def checksum():
+    """:func:`file_checksum`: sha256 of a file or folder, to show that a writer left it unchanged."""
+    return file_checksum
+
+
+@pytest.fixture(scope="session")
+def graph_h5ad():
+    """:func:`make_graph_h5ad`: a small h5ad with a graph, for the ``xspecies scice`` tests."""
+    return make_graph_h5ad

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import xspecies as xs
-from xspecies.cli.main import build_parser, main
+from xspecies.cli.main import CLIError, build_parser, main
 
 
 def test_commands_registered(capsys):
@@ -17,15 +17,21 @@ def test_commands_registered(capsys):
         + ["--target-species", "human", "--labels-key", "cell_type"]
     )
     assert args.labels_key == "cell_type" and args.output == "xspecies_output"
-    with pytest.raises(SystemExit):
+    assert args.n_top_genes == 4000 and args.n_neighbors is None and args.accelerator == "auto"
+    assert parser.parse_args([*_ALIGN, "--all-genes"]).n_top_genes == 0
+    with pytest.raises(CLIError, match="required"):
         parser.parse_args(["align", "--context", "c.h5ad"])  # missing required arguments
 
 
-def test_align_missing_file(tmp_path):
+_ALIGN = ["align", "--context", "c.h5ad", "--target", "t.h5ad", "--context-species", "mouse"]
+_ALIGN += ["--target-species", "human", "--labels-key", "cell_type"]
+
+
+def test_align_missing_file(tmp_path, capsys):
     argv = ["align", "--context", str(tmp_path / "nope.h5ad"), "--target", str(tmp_path / "nope2.h5ad")]
     argv += ["--context-species", "mouse", "--target-species", "human", "--labels-key", "x"]
-    with pytest.raises(SystemExit, match="file not found"):
-        main(argv)
+    assert main(argv) == 2
+    assert "file not found" in capsys.readouterr().err
 
 
 def test_demo_runs(tmp_path, capsys):
@@ -40,5 +46,7 @@ def test_demo_runs(tmp_path, capsys):
     assert 0 <= report["balanced_accuracy"] <= 1
     for name in ("confusion_matrix.png", "history_context.png", "history_target.png"):
         assert (out / "figures" / name).stat().st_size > 0
+    assert "%" in (out / "confusion_matrix_percent.csv").read_text().splitlines()[0]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no staging left
     assert (out / "human_target.h5ad").exists() and (out / "mouse_context.h5ad").exists()
     assert (out / "models" / "target" / "model.pt").exists()

@@ -5,9 +5,8 @@ neighbour search) -> :mod:`xspecies.model` (context and target models) -> :mod:`
 (analyses, scICE) -> :mod:`xspecies.pl` (figures); :mod:`xspecies.datasets` holds the data loaders.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
-
-from . import datasets, pl, pp, tl
 
 try:
     __version__ = version("xspecies")
@@ -15,13 +14,19 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0"
 
 
-def __getattr__(name: str):
-    # the model sub-package imports torch and scvi-tools: load it on first use only
-    if name == "model":
-        import importlib
+_SUBPACKAGES = ("datasets", "model", "pl", "pp", "tl")
 
-        return importlib.import_module("xspecies.model")
+
+def __getattr__(name: str):
+    # sub-packages import scanpy, torch and scvi-tools: load each on first use only, so that
+    # `xspecies --help` and `--version` answer at once
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"xspecies.{name}")
     raise AttributeError(f"module 'xspecies' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SUBPACKAGES])
 
 
 __all__ = ["datasets", "model", "pl", "pp", "tl", "__version__"]

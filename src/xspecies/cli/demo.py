@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from .align import add_common_arguments, run_alignment
-
-
-def _subsample(adata, n: int, seed: int):
-    import numpy as np
-
-    if adata.n_obs <= n:
-        return adata
-    keep = np.sort(np.random.default_rng(seed).choice(adata.n_obs, n, replace=False))
-    return adata[keep].copy()
+from .align import add_common_arguments, check_output_folder, run_alignment, run_options, subsample
 
 
 def _run(args: argparse.Namespace) -> int:
     import xspecies as xs
 
-    mouse = xs.datasets.pancreas("mouse")
-    human = xs.datasets.pancreas("human")
-    if args.max_cells is not None:
-        mouse, human = (_subsample(a, args.max_cells, args.seed) for a in (mouse, human))
+    check_output_folder(args.output)
+    mouse = subsample(xs.datasets.pancreas("mouse"), args.max_cells, args.seed)
+    human = subsample(xs.datasets.pancreas("human"), args.max_cells, args.seed)
     report = run_alignment(
         mouse,
         human,
@@ -33,9 +23,7 @@ def _run(args: argparse.Namespace) -> int:
         context_batch_key="donor",
         target_batch_key="donor",
         target_labels_key="cell_ontology_class",
-        epochs=args.epochs,
-        seed=args.seed,
-        verbose=not args.quiet,
+        **run_options(args),
     )
     print(f"balanced accuracy (mouse -> human, shared cell types): {report['balanced_accuracy']:.3f}")
     print(f"results written to {args.output}")
@@ -54,15 +42,10 @@ def register(subparsers) -> None:
         "demo",
         help="align human to mouse pancreas cells on the embedded demo data",
         description=(
-            "Train a mouse context model and a human target model on the embedded pancreas demo data, "
-            "transfer the cell types, print the balanced accuracy and write data, models and figures."
+            "Train a mouse context model and a human target model on the embedded pancreas demo data "
+            "(already reduced to variable and homologous genes), transfer the cell types, print the "
+            "balanced accuracy and write data, models and figures."
         ),
     )
     add_common_arguments(parser, default_epochs=40)
-    parser.add_argument(
-        "--max-cells",
-        type=int,
-        default=None,
-        help="random subset of at most this many cells per species (quick try)",
-    )
     parser.set_defaults(func=_run)

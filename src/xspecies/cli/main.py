@@ -1,14 +1,65 @@
-"""Entry point of the ``xspecies`` command: one sub-command per module in :data:`COMMANDS`."""
+"""Entry point of the ``xspecies`` command: one sub-command per module in :data:`COMMANDS`.
+
+Exit status: 0 on success, 2 on any error (one line on stderr; ``--debug`` adds the traceback), 130 when
+interrupted by Ctrl-C (SIGINT) and 143 when terminated (SIGTERM). The sub-command modules import the
+heavy packages (scanpy, torch) only when they run, so ``--help`` and ``--version`` answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import traceback
+from contextlib import contextmanager
 
 #: Modules of :mod:`xspecies.cli` that each provide ``register(subparsers)``;
 #: ``register`` adds a sub-parser and sets its ``func`` default to a callable taking the parsed args.
 COMMANDS: tuple[str, ...] = ("demo", "align", "scice")
+
+#: Exit status of a command that failed (bad input, failed check, any error).
+EXIT_ERROR = 2
+#: Exit status after Ctrl-C (128 + SIGINT) and after SIGTERM (128 + SIGTERM).
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class CLIError(Exception):
+    """A user error of the command line: reported as one line on stderr with exit status 2."""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that partial outputs are cleaned up."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are :class:`CLIError` (one line, exit status 2)."""
+
+    def error(self, message: str):
+        raise CLIError(f"{message} (see {self.prog} --help)")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xspecies")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def add_debug_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--debug`` (show the traceback of an error) to a parser.
+
+    Parameters
+    ----------
+    parser
+        A sub-command parser.
+    """
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,17 +70,43 @@ def build_parser() -> argparse.ArgumentParser:
     argparse.ArgumentParser
         The top-level ``xspecies`` parser.
     """
-    from xspecies import __version__
-
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xspecies",
         description="Cross-species single-cell alignment and clustering-consistency evaluation.",
+        epilog="Exit status: 0 success, 2 error (one line on stderr), 130 Ctrl-C, 143 terminated.",
     )
-    parser.add_argument("--version", action="version", version=f"xspecies {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"xspecies {_version()}")
+    add_debug_argument(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         importlib.import_module(f"xspecies.cli.{name}").register(subparsers)
     return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    message = " ".join(str(message).split()) or type(exc).__name__
+    if isinstance(exc, CLIError | ValueError | KeyError | OSError):
+        return message
+    return f"{type(exc).__name__}: {message} (run with --debug for the traceback)"
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """Turn SIGTERM into an exception while the command runs, so ``finally`` blocks clean up."""
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: keep the default
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,15 +120,33 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     int
-        The process exit code.
+        The process exit code: 0 success, 2 error, 130 interrupted, 143 terminated.
     """
-    parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 1
-    return int(args.func(args) or 0)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    command = "xspecies"
+    try:
+        with _sigterm_as_interrupt():
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if getattr(args, "func", None) is None:
+                raise CLIError("choose a command: " + ", ".join(COMMANDS) + " (see xspecies --help)")
+            command = f"xspecies {args.command}"
+            return int(args.func(args) or 0)
+    except _Terminated:
+        print(f"{command}: terminated; no output was written or replaced", file=sys.stderr)
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted; no output was written or replaced", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - every error of a command ends as one line
+        if debug:
+            traceback.print_exc()
+        print(f"{command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m xspecies.cli.main: run the module the sub-commands import
+    from xspecies.cli.main import main as entry_point
+
+    sys.exit(entry_point())

@@ -1,21 +1,27 @@
 """``xspecies scice``: scICE clustering consistency of the graph stored in a (large) h5ad file.
 
-Only the graph ``obsp/<graph-key>`` and the cell names are read (never ``X`` or layers); only
-``uns/<key-added>`` is written back, into the input file or into a copy given by ``--output``.
+Only the graph ``obsp/<graph-key>`` and the cell names are read (never ``X`` or layers). The result,
+``uns/<key-added>``, is written into a copy of the input: a new file (``--output``, by default
+``<input>_<key-added>.h5ad`` beside the input), or, with ``--inplace``, a copy that then replaces the
+input. Either way the copy is complete and flushed to disk before it is renamed into place, so an
+interruption never leaves a damaged or half-written file.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import h5py
-import numpy as np
-import pandas as pd
-from anndata import AnnData
-from anndata.io import read_elem, write_elem
+from xspecies._io import atomic_path
+
+from .main import CLIError, add_debug_argument
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 
 def read_graph(path: str | Path, graph_key: str = "connectivities") -> AnnData:
@@ -37,6 +43,12 @@ def read_graph(path: str | Path, graph_key: str = "connectivities") -> AnnData:
     --------
     >>> adata = read_graph("data.h5ad")  # doctest: +SKIP
     """
+    import h5py
+    import numpy as np
+    import pandas as pd
+    from anndata import AnnData
+    from anndata.io import read_elem
+
     with h5py.File(path, "r") as handle:
         if "obsp" not in handle or graph_key not in handle["obsp"]:
             available = list(handle["obsp"].keys()) if "obsp" in handle else []
@@ -52,12 +64,14 @@ def read_graph(path: str | Path, graph_key: str = "connectivities") -> AnnData:
 def write_uns(path: str | Path, key: str, value: dict) -> None:
     """Write (or replace) one ``uns`` entry of an existing h5ad file in place.
 
+    Not atomic by itself: :func:`write_result` calls it on a copy of the file.
+
     Parameters
     ----------
     path
         The ``.h5ad`` file.
     key
-        Entry of ``uns``.
+        Entry of ``uns`` (one plain key, see :func:`xspecies._validation.check_key_name`).
     value
         The element to write.
 
@@ -65,6 +79,12 @@ def write_uns(path: str | Path, key: str, value: dict) -> None:
     --------
     >>> write_uns("data.h5ad", "scice", adata.uns["scice"])  # doctest: +SKIP
     """
+    import h5py
+    from anndata.io import write_elem
+
+    from xspecies._validation import check_key_name
+
+    check_key_name(key)
     with h5py.File(path, "a") as handle:
         uns = handle.require_group("uns")
         if key in uns:
@@ -72,20 +92,93 @@ def write_uns(path: str | Path, key: str, value: dict) -> None:
         write_elem(uns, key, value)
 
 
+def write_result(source: str | Path, destination: str | Path, key: str, value: dict) -> None:
+    """Write a copy of ``source`` with ``uns[key] = value`` to ``destination``, atomically.
+
+    The copy is made and completed beside ``destination`` and renamed into place only when it is
+    complete and flushed to disk; ``destination`` may be ``source`` (in-place update). An existing
+    ``destination`` is intact until the rename.
+
+    Parameters
+    ----------
+    source
+        The input ``.h5ad`` file.
+    destination
+        The file to write.
+    key
+        Entry of ``uns``.
+    value
+        The element to write.
+
+    Examples
+    --------
+    >>> write_result("data.h5ad", "data_scice.h5ad", "scice", adata.uns["scice"])  # doctest: +SKIP
+    """
+    with atomic_path(destination) as tmp:
+        shutil.copyfile(source, tmp)
+        write_uns(tmp, key, value)
+
+
+def _output_path(args: argparse.Namespace) -> Path:
+    """The file to write, checked before the run: never the input unless ``--inplace``."""
+    source = Path(args.input)
+    if args.inplace and args.output is not None:
+        raise CLIError("give either --inplace or --output, not both")
+    if args.inplace:
+        destination = source
+    elif args.output is not None:
+        destination = Path(args.output)
+    else:
+        destination = source.with_name(f"{source.stem}_{args.key_added}.h5ad")
+    if not args.inplace and destination.resolve() == source.resolve():
+        raise CLIError(f"--output {destination} is the input file: pass --inplace to update the input")
+    if destination.is_dir():
+        raise CLIError(f"output {destination} is a folder: give a file name")
+    folder = destination.parent
+    if not folder.is_dir():
+        raise CLIError(f"the folder of the output {destination} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write to the folder {folder} of the output {destination}")
+    needed, free = source.stat().st_size, shutil.disk_usage(folder).free
+    if needed > free:
+        raise CLIError(
+            f"not enough free disk space in {folder} for a copy of {source} "
+            f"({needed / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free)"
+        )
+    return destination
+
+
+def _check_input(path: Path) -> None:
+    import h5py
+
+    if not path.is_file():
+        raise CLIError(f"input file not found: {path}")
+    if not h5py.is_hdf5(path):
+        raise CLIError(f"{path} is not an h5ad (HDF5) file")
+
+
 def _run(args: argparse.Namespace) -> int:
-    from xspecies.tl import scice
+    from xspecies._validation import check_key_name
 
     if (args.cluster_range is None) == (args.resolution is None):
-        raise SystemExit("xspecies scice: give exactly one of --cluster-range or --resolution")
+        raise CLIError("give exactly one of --cluster-range or --resolution")
     cluster_range = None
     if args.cluster_range is not None:
         low, high = args.cluster_range
         if low > high:
-            raise SystemExit(f"xspecies scice: --cluster-range MIN MAX needs MIN <= MAX, got {low} {high}")
+            raise CLIError(f"--cluster-range MIN MAX needs MIN <= MAX, got {low} {high}")
         cluster_range = list(range(low, high + 1))
+    check_key_name(args.key_added, "--key-added")
+    source = Path(args.input)
+    _check_input(source)
+    destination = _output_path(args)
+    import numpy as np  # the heavy imports once the arguments are known to be good
+
+    from xspecies.tl import scice
+
     start = time.perf_counter()
-    adata = read_graph(args.input, args.graph_key)
-    print(f"read graph {args.graph_key!r} of {adata.n_obs} cells from {args.input}", flush=True)
+    adata = read_graph(source, args.graph_key)
+    print(f"read graph {args.graph_key!r} of {adata.n_obs} cells from {source}", flush=True)
     scice(
         adata,
         graph_key=args.graph_key,
@@ -102,16 +195,13 @@ def _run(args: argparse.Namespace) -> int:
         key_added=args.key_added,
         progress_bar=not args.quiet,
     )
-    target = Path(args.input)
-    if args.output is not None:
-        target = Path(args.output)
-        shutil.copyfile(args.input, target)
-    write_uns(target, args.key_added, adata.uns[args.key_added])
     result = adata.uns[args.key_added]
+    print(f"writing uns[{args.key_added!r}] to {destination}", flush=True)
+    write_result(source, destination, args.key_added, result)
     print(
         f"scICE done in {time.perf_counter() - start:.1f} s: cluster counts {result['n_cluster'].tolist()}, "
         f"IC {np.round(result['ic'], 4).tolist()}, consistent {result['consistent_clusters'].tolist()}; "
-        f"wrote uns[{args.key_added!r}] to {target}",
+        f"wrote uns[{args.key_added!r}] to {destination}",
         flush=True,
     )
     return 0
@@ -129,8 +219,10 @@ def register(subparsers) -> None:
         "scice",
         help="scICE clustering consistency of a graph in an h5ad file",
         description=(
-            "Run scICE on obsp[GRAPH_KEY] of an h5ad file, reading only the graph and cell names and "
-            "writing only uns[KEY_ADDED] back (into INPUT, or into a copy given by --output)."
+            "Run scICE on obsp[GRAPH_KEY] of an h5ad file, reading only the graph and cell names. The "
+            "result uns[KEY_ADDED] is written into a copy of INPUT (--output, default "
+            "INPUT_KEY_ADDED.h5ad beside INPUT); INPUT is only changed with --inplace. Outputs are "
+            "written completely beside their destination and then renamed into place."
         ),
     )
     parser.add_argument("input", help="h5ad file with a neighbour graph in obsp")
@@ -159,6 +251,17 @@ def register(subparsers) -> None:
     parser.add_argument("--n-jobs", type=int, default=None, help="worker processes (default: serial)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--key-added", default="scice", help="uns key of the results (default: scice)")
-    parser.add_argument("--output", default=None, help="write into a copy of INPUT at this path instead")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="file to write: a copy of INPUT with the result (default: INPUT_KEY_ADDED.h5ad beside INPUT; "
+        "an existing file is replaced when the new one is complete)",
+    )
+    parser.add_argument(
+        "--inplace",
+        action="store_true",
+        help="write the result into INPUT itself (through a complete copy that replaces it)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_debug_argument(parser)
     parser.set_defaults(func=_run)

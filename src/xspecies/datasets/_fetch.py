@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pooch
 
-__all__ = ["cache_dir", "fetch"]
+__all__ = ["cache_dir", "fetch", "network_errors", "offline_error"]
 
 
 def cache_dir() -> Path:
@@ -28,7 +28,89 @@ def cache_dir() -> Path:
     return Path(env) if env else Path(pooch.os_cache("xspecies"))
 
 
-def fetch(url: str, fname: str, known_hash: str | None = None, processor=None, progressbar: bool = True):
+def network_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean a server could not be reached (no connection, DNS failure, timeout).
+
+    Returns
+    -------
+    tuple of exception types
+        The built-in ones and those of ``requests`` (pooch) and ``httpx`` (mygene) when installed.
+
+    Examples
+    --------
+    >>> ConnectionError in network_errors()
+    True
+    """
+    import socket
+    import urllib.error
+
+    errors: list[type[BaseException]] = [
+        ConnectionError,
+        TimeoutError,
+        socket.gaierror,
+        urllib.error.URLError,
+    ]
+    try:
+        import requests
+
+        errors += [requests.exceptions.ConnectionError, requests.exceptions.Timeout]
+    except ImportError:  # pragma: no cover - pooch installs requests
+        pass
+    try:
+        import httpx
+
+        errors.append(httpx.TransportError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def offline_error(
+    what: str, url: str, alternative: str, cause: BaseException, cached: bool = True
+) -> ConnectionError:
+    """The one-line error of a network-only source that could not be reached.
+
+    Parameters
+    ----------
+    what
+        The source (``"the MGI homology report"``).
+    url
+        Its address.
+    alternative
+        What works offline (the embedded data).
+    cause
+        The original error (its type is named).
+    cached
+        Whether the source is cached once downloaded (then the message names the cache folder).
+
+    Returns
+    -------
+    ConnectionError
+        To be raised ``from None``.
+
+    Examples
+    --------
+    >>> err = offline_error("the liver data", "https://zenodo.org", "xs.datasets.pancreas()", OSError())
+    >>> str(err).startswith("the liver data needs an internet connection")
+    True
+    """
+    host = url.split("/")[2] if "://" in url else url
+    cache = f"; downloads are cached in {cache_dir()}" if cached else ""
+    return ConnectionError(
+        f"{what} needs an internet connection ({host} could not be reached: {type(cause).__name__}"
+        f"{cache}). Offline, use {alternative}."
+    )
+
+
+def fetch(
+    url: str,
+    fname: str,
+    known_hash: str | None = None,
+    processor=None,
+    progressbar: bool = True,
+    what: str = "this dataset",
+    alternative: str = "the embedded demo data, xs.datasets.pancreas()",
+):
     """Download ``url`` once into :func:`cache_dir` with pooch and return the local path(s).
 
     Parameters
@@ -43,20 +125,31 @@ def fetch(url: str, fname: str, known_hash: str | None = None, processor=None, p
         A pooch processor (e.g. :class:`pooch.Untar`).
     progressbar
         Show a download progress bar.
+    what, alternative
+        The source and what works offline, for the error raised when the server cannot be reached.
 
     Returns
     -------
     Path of the file, or what the processor returns.
 
+    Raises
+    ------
+    ConnectionError
+        One line naming the source and the offline alternative when the server cannot be reached
+        and the file is not cached.
+
     Examples
     --------
     >>> fetch("https://example.org/file.csv", "file.csv")  # doctest: +SKIP
     """
-    return pooch.retrieve(
-        url,
-        known_hash=known_hash,
-        fname=fname,
-        path=cache_dir(),
-        processor=processor,
-        progressbar=progressbar,
-    )
+    try:
+        return pooch.retrieve(
+            url,
+            known_hash=known_hash,
+            fname=fname,
+            path=cache_dir(),
+            processor=processor,
+            progressbar=progressbar,
+        )
+    except network_errors() as exc:
+        raise offline_error(what, url, alternative, exc) from None

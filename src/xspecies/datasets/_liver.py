@@ -44,7 +44,8 @@ def liver(species: str = "mouse", progressbar: bool = True) -> ad.AnnData:
     """Liver scRNA-seq of the scSpecies paper (human, mouse, hamster), downloaded once from Zenodo.
 
     The files are cached by pooch (see :func:`xspecies.datasets.cache_dir`). Their hashes are not
-    registered yet (``None``), so the download is not verified.
+    registered yet (``None``), so the download is not verified. Without a connection (and no cached
+    file) a :class:`ConnectionError` names the embedded pancreas demo data as the offline alternative.
 
     Parameters
     ----------
@@ -63,5 +64,12 @@ def liver(species: str = "mouse", progressbar: bool = True) -> ad.AnnData:
     >>> hamster = xs.datasets.liver("hamster")  # doctest: +SKIP
     """
     url = liver_url(species)
-    path = fetch(url, LIVER_FILES[species], known_hash=LIVER_HASHES[species], progressbar=progressbar)
+    path = fetch(
+        url,
+        LIVER_FILES[species],
+        known_hash=LIVER_HASHES[species],
+        progressbar=progressbar,
+        what=f"the {species} liver data (Zenodo)",
+        alternative="the embedded pancreas demo data, xs.datasets.pancreas('human' or 'mouse')",
+    )
     return ad.read_h5ad(path)

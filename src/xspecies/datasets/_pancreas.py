@@ -117,7 +117,16 @@ def _full(species: str, data_dir: str | Path | None) -> ad.AnnData:
         adata = ad.read_h5ad(path)
         adata.X = sparse.csr_matrix(adata.X, dtype=np.float32)
         return adata
-    paths = fetch(GEO_URL, GEO_FILE, processor=pooch.Untar())
+    paths = fetch(
+        GEO_URL,
+        GEO_FILE,
+        processor=pooch.Untar(),
+        what=f"the full {species} pancreas data (GEO GSE84133)",
+        alternative=(
+            f"the embedded subset, xs.datasets.pancreas({species!r}), or a local "
+            f"baron_{species}_counts.h5ad in ${DATA_DIR_ENV}"
+        ),
+    )
     return read_gse84133(paths, species)
 
 

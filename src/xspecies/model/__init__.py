@@ -2,7 +2,7 @@
 
 from ._base import NotTrainedError
 from ._context import ContextModel
-from ._hub import save_to_hub_dir
+from ._hub import load_hub_dir, save_to_hub_dir
 from ._module import SpeciesVAE, TargetVAE
 from ._target import TargetModel
 from ._training import AlignmentTrainingPlan, SpeciesTrainingPlan
@@ -15,5 +15,6 @@ __all__ = [
     "SpeciesVAE",
     "TargetModel",
     "TargetVAE",
+    "load_hub_dir",
     "save_to_hub_dir",
 ]

@@ -15,10 +15,14 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 
+from xspecies._io import atomic_dir
 from xspecies._validation import check_counts, check_int
 
 from ._nn import DEFAULT_LAYER_ORDER, validate_layer_order
 from ._training import SpeciesTrainingPlan
+
+#: Files :meth:`SpeciesModelBase.save` writes (after its prefix); a save replaces all of them.
+SAVED_FILES = ("model.pt", "adata.h5ad", "mdata.h5mu")
 
 #: ``__init__`` arguments of both models that define the network architecture.
 ARCHITECTURE_KEYS = (
@@ -441,7 +445,47 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         rho = np.concatenate(rhos) if rhos else np.zeros((0, self.module.n_input), dtype=np.float32)
         return {"rho": rho, "mu": rho * lib[:, None]}
 
-    # --- loading ---------------------------------------------------------------------------------
+    # --- saving and loading ----------------------------------------------------------------------
+    def save(
+        self,
+        dir_path: str | Path,
+        prefix: str | None = None,
+        overwrite: bool = False,
+        save_anndata: bool = False,
+        **kwargs,
+    ) -> None:
+        """Save the model (and optionally its AnnData) to a folder, atomically.
+
+        The folder is built beside ``dir_path`` and swapped in when complete: an interrupted save
+        leaves a previous folder intact, and a save without the data leaves no older ``adata.h5ad``
+        behind (files of other prefixes and other files of the folder are kept).
+
+        Parameters
+        ----------
+        dir_path
+            Folder to write.
+        prefix
+            File-name prefix (several models in one folder).
+        overwrite
+            Replace the model files of an existing folder; otherwise an existing folder raises
+            :class:`FileExistsError`.
+        save_anndata
+            Also save the AnnData (needed to load the model without passing data).
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.save`.
+
+        Returns
+        -------
+        None
+
+        Examples
+        --------
+        >>> context.save("models/context", save_anndata=True, overwrite=True)
+        """
+        owned = {f"{prefix or ''}{name}" for name in SAVED_FILES}
+        with atomic_dir(dir_path, overwrite=overwrite, keep=lambda name: name not in owned) as tmp:
+            super().save(str(tmp), prefix=prefix, overwrite=True, save_anndata=save_anndata, **kwargs)
+
     @classmethod
     def load(cls, dir_path: str, adata: AnnData | None = None, prefix: str | None = None, **kwargs):
         """Load a saved model; refuses an AnnData whose genes differ from the training genes.
@@ -468,16 +512,27 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         >>> context = xs.model.ContextModel.load("models/context")
         >>> context = xs.model.ContextModel.load("models/context", adata=mouse)  # same genes as at training
         """
+        folder = Path(dir_path)
+        path = folder / f"{prefix or ''}model.pt"
+        if not folder.is_dir():
+            aside = sorted(folder.parent.glob(f".{folder.name}.old-*"))
+            hint = f" (an interrupted save left the previous folder at {str(aside[0])!r})" if aside else ""
+            raise FileNotFoundError(f"No saved model at {str(folder)!r}: the folder does not exist{hint}.")
+        if not path.is_file():
+            raise FileNotFoundError(f"No saved model in {str(folder)!r}: {path.name} is missing.")
+        if adata is None and not (folder / f"{prefix or ''}adata.h5ad").is_file():
+            raise FileNotFoundError(
+                f"{str(folder)!r} holds no saved data (saved with save_anndata=False): pass the data the "
+                f"model was trained on, {cls.__name__}.load(dir_path, adata=...)."
+            )
         if isinstance(adata, AnnData):
-            path = Path(dir_path) / f"{prefix or ''}model.pt"
-            if path.exists():
-                saved = torch.load(path, map_location="cpu", weights_only=False)["var_names"]
-                new = adata.var_names.astype(str).to_numpy()
-                if len(saved) != len(new) or not np.array_equal(np.asarray(saved, dtype=str), new):
-                    missing = [g for g in saved if g not in set(new)][:5]
-                    raise ValueError(
-                        f"The genes of `adata` ({len(new)}) differ from the {len(saved)} genes the "
-                        f"{cls.__name__} was trained on (e.g. missing: {missing}); subset and order "
-                        "adata.var_names like the training data."
-                    )
+            saved = torch.load(path, map_location="cpu", weights_only=False)["var_names"]
+            new = adata.var_names.astype(str).to_numpy()
+            if len(saved) != len(new) or not np.array_equal(np.asarray(saved, dtype=str), new):
+                missing = [g for g in saved if g not in set(new)][:5]
+                raise ValueError(
+                    f"The genes of `adata` ({len(new)}) differ from the {len(saved)} genes the "
+                    f"{cls.__name__} was trained on (e.g. missing: {missing}); subset and order "
+                    "adata.var_names like the training data."
+                )
         return super().load(dir_path, adata=adata, prefix=prefix, **kwargs)

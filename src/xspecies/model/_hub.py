@@ -7,6 +7,8 @@ from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
+from xspecies._io import atomic_dir
+
 _CARD = """---
 library_name: scvi-tools
 license: {license}
@@ -28,10 +30,7 @@ tags:
 Cross-species model of the `xspecies` package, built on scvi-tools. Load it offline with
 
 ```python
-from scvi.hub import HubModel
-
-hub = HubModel("{folder}")
-hub.load_model()  # hub.model is an xspecies.model.{cls_name}
+{load_code}
 ```
 
 - genes: {n_genes}; cells: {n_cells}; latent dimensions: {n_latent}
@@ -51,7 +50,9 @@ def save_to_hub_dir(
 
     :class:`scvi.hub.HubModel` finds the model class from the metadata file
     (``model_cls_name`` and ``model_parent_module="xspecies.model"``); the model card is written here
-    because :class:`scvi.hub.HubModelCardHelper` only knows scvi-tools' own classes. Load it with
+    because :class:`scvi.hub.HubModelCardHelper` only knows scvi-tools' own classes. The folder is
+    built beside ``dir_path`` and swapped in when complete, so an interrupted save leaves a previous
+    folder intact. A folder saved without its data loads with :func:`load_hub_dir` and the data. Load it with
     ``scvi.hub.HubModel(dir_path).load_model()`` (offline) or push it with
     :meth:`scvi.hub.HubModel.push_to_huggingface_hub`.
 
@@ -88,7 +89,6 @@ def save_to_hub_dir(
     if not model.is_trained:
         raise ValueError("Train the model before saving it to a hub folder.")
     path = Path(dir_path)
-    model.save(str(path), overwrite=overwrite, save_anndata=save_anndata)
     cls_name = type(model).__name__
     metadata = HubMetadata(
         scvi_version=version("scvi-tools"),
@@ -96,8 +96,14 @@ def save_to_hub_dir(
         model_cls_name=cls_name,
         model_parent_module="xspecies.model",
     )
-    (path / _SCVI_HUB.METADATA_FILE_NAME).write_text(json.dumps(asdict(metadata), indent=4))
     labels = model.registry_["setup_args"].get("labels_key")
+    if save_anndata:
+        load_code = f'from scvi.hub import HubModel\n\nhub = HubModel("{path.name}")\nhub.load_model()  # hub.model is an xspecies.model.{cls_name}'
+    else:
+        load_code = (
+            "import xspecies as xs\n\n# saved without its data: pass the AnnData it was trained on\n"
+            f'model = xs.model.load_hub_dir("{path.name}", adata=adata)'
+        )
     card = _CARD.format(
         license=license_info,
         cls_name=cls_name,
@@ -107,11 +113,59 @@ def save_to_hub_dir(
         package="xspecies",
         package_version=version("xspecies"),
         description=description or f"A xspecies {cls_name}.",
-        folder=path.name,
+        load_code=load_code,
         n_genes=model.summary_stats.n_vars,
         n_cells=model.summary_stats.n_cells,
         n_latent=model.module.n_latent,
         init_params=model.init_params_["non_kwargs"],
     )
-    (path / _SCVI_HUB.MODEL_CARD_FILE_NAME).write_text(card)
+    owned = {"model.pt", "adata.h5ad", _SCVI_HUB.METADATA_FILE_NAME, _SCVI_HUB.MODEL_CARD_FILE_NAME}
+    with atomic_dir(path, overwrite=overwrite, keep=lambda name: name not in owned) as tmp:
+        model.save(str(tmp), overwrite=True, save_anndata=save_anndata)
+        (tmp / _SCVI_HUB.METADATA_FILE_NAME).write_text(json.dumps(asdict(metadata), indent=4))
+        (tmp / _SCVI_HUB.MODEL_CARD_FILE_NAME).write_text(card)
     return path
+
+
+def load_hub_dir(dir_path: str | Path, adata=None, **kwargs):
+    """Load the model of a hub folder written by :func:`save_to_hub_dir`, with clear errors.
+
+    Equivalent to ``scvi.hub.HubModel(dir_path).load_model(adata)``, but a missing folder or a folder
+    saved without its data (``save_anndata=False``) and no ``adata`` raise a
+    :class:`FileNotFoundError` that says what to do (scvi-tools would try to download the training data).
+
+    Parameters
+    ----------
+    dir_path
+        The hub folder.
+    adata
+        The data the model was trained on (same genes, same order); default: the data saved in the folder.
+    **kwargs
+        Passed to :meth:`scvi.hub.HubModel.load_model` (``accelerator``, ``device``).
+
+    Returns
+    -------
+    The loaded :class:`~xspecies.model.ContextModel` or :class:`~xspecies.model.TargetModel`.
+
+    Examples
+    --------
+    >>> target = xs.model.load_hub_dir("human_pancreas_target")
+    >>> target = xs.model.load_hub_dir("human_pancreas_target_nodata", adata=human)
+    """
+    from scvi.hub import HubModel
+    from scvi.hub._constants import _SCVI_HUB
+
+    path = Path(dir_path)
+    if not (path / _SCVI_HUB.METADATA_FILE_NAME).is_file():
+        raise FileNotFoundError(
+            f"{str(path)!r} is not a hub folder: {_SCVI_HUB.METADATA_FILE_NAME} is missing "
+            "(write one with xspecies.model.save_to_hub_dir)."
+        )
+    if adata is None and not (path / "adata.h5ad").is_file():
+        raise FileNotFoundError(
+            f"the hub folder {str(path)!r} was saved without its data (save_anndata=False): pass the data "
+            "the model was trained on, load_hub_dir(dir_path, adata=...)."
+        )
+    hub = HubModel(str(path))
+    hub.load_model(adata=adata, **kwargs)
+    return hub.model

@@ -10,13 +10,16 @@ import pandas as pd
 from anndata import AnnData
 
 from xspecies._validation import check_unique_var_names
-from xspecies.datasets._fetch import fetch
+from xspecies.datasets._fetch import fetch, network_errors, offline_error
 
 from ._species import Species, resolve_species
 
 __all__ = ["ortholog_table", "translate_genes"]
 
 MGI_URL = "https://www.informatics.jax.org/downloads/reports/HOM_AllOrganism.rpt"
+MYGENE_URL = "https://mygene.info"
+#: What works without a connection (named in the error of the online sources).
+OFFLINE_TABLE = 'the embedded human <-> mouse table (table="embedded") or your own table (a DataFrame)'
 EMBEDDED_FILE = "orthologs_human_mouse.tsv.gz"
 ORTHOLOG_TYPES = ("one2one", "one2many", "many2many")
 POLICIES = ("best", "one2one", "all")
@@ -57,7 +60,7 @@ def _embedded(src: Species, tgt: Species) -> pd.DataFrame:
 
 
 def _mgi(src: Species, tgt: Species) -> pd.DataFrame:
-    path = fetch(MGI_URL, "HOM_AllOrganism.rpt")
+    path = fetch(MGI_URL, "HOM_AllOrganism.rpt", what="the MGI homology report", alternative=OFFLINE_TABLE)
     report = pd.read_csv(path, sep="\t", dtype=str)
     key, taxon = report.columns[0], "NCBI Taxon ID"
     if taxon not in report or "Symbol" not in report:
@@ -72,14 +75,29 @@ def _mgi(src: Species, tgt: Species) -> pd.DataFrame:
     return _finish(pairs.rename(columns={"Symbol_s": "source", "Symbol_t": "target"}), src, tgt)
 
 
+def _online(call, *args, **kwargs):
+    """``call(*args, **kwargs)`` of the mygene client; no connection gives one clear line."""
+    try:
+        return call(*args, **kwargs)
+    except network_errors() as exc:
+        raise offline_error(
+            "the mygene.info ortholog lookup", MYGENE_URL, OFFLINE_TABLE, exc, cached=False
+        ) from None
+
+
 def _mygene(src: Species, tgt: Species, genes: Sequence[str] | None) -> pd.DataFrame:
     if genes is None:
         raise ValueError('table="mygene" needs the gene symbols to look up (genes=...).')
     import mygene
 
     client = mygene.MyGeneInfo()
-    hits = client.querymany(
-        list(genes), scopes="symbol", species=src.taxon_id, fields="homologene", verbose=False
+    hits = _online(
+        client.querymany,
+        list(genes),
+        scopes="symbol",
+        species=src.taxon_id,
+        fields="homologene",
+        verbose=False,
     )
     links = [
         (hit["query"], int(gene_id))
@@ -93,7 +111,7 @@ def _mygene(src: Species, tgt: Species, genes: Sequence[str] | None) -> pd.DataF
     ids = sorted({gene_id for _, gene_id in links})
     symbols = {
         int(rec["query"]): rec["symbol"]
-        for rec in client.getgenes(ids, fields="symbol", verbose=False)
+        for rec in _online(client.getgenes, ids, fields="symbol", verbose=False)
         if not rec.get("notfound") and "symbol" in rec
     }
     pairs = pd.DataFrame([(s, symbols.get(g)) for s, g in links], columns=["source", "target"])
