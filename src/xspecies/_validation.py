@@ -174,28 +174,6 @@ def check_int(value, name: str, low: int = 1) -> int:
     -------
     int
         The value.
-#: Names h5py or anndata give a meaning of their own inside a group ('.' is the group itself, '_index'
-#: names the index of a data frame, '__categories' the categories of old files).
-_RESERVED_KEYS = frozenset({".", "..", "_index", "__categories"})
-
-
-def check_key_name(key, name: str = "key_added") -> str:
-    """Check that ``key`` is one plain key that can name an h5ad group or column.
-
-    h5py reads a key as a path: ``"/X"`` or ``"/obs"`` address the file's own count matrix or ``obs``
-    (writing there replaces them), ``""`` the whole group and ``"a/b"`` a nested group. Such keys are
-    refused before anything is computed or written.
-
-    Parameters
-    ----------
-    key
-        The key (e.g. a ``key_added`` argument).
-    name
-        How the argument is called in error messages.
-
-    Returns
-    -------
-    The key.
 
     Raises
     ------
@@ -242,6 +220,34 @@ def context_fingerprint(adata: AnnData) -> str:
         digest.update(b"\0")
         digest.update("\n".join(names.astype(str)).encode())
     return digest.hexdigest()
+
+
+#: Names h5py or anndata give a meaning of their own inside a group ('.' is the group itself, '_index'
+#: names the index of a data frame, '__categories' the categories of old files).
+_RESERVED_KEYS = frozenset({".", "..", "_index", "__categories"})
+
+
+def check_key_name(key, name: str = "key_added") -> str:
+    """Check that ``key`` is one plain key that can name an h5ad group or column.
+
+    h5py reads a key as a path: ``"/X"`` or ``"/obs"`` address the file's own count matrix or ``obs``
+    (writing there replaces them), ``""`` the whole group and ``"a/b"`` a nested group. Such keys are
+    refused before anything is computed or written.
+
+    Parameters
+    ----------
+    key
+        The key (e.g. a ``key_added`` argument).
+    name
+        How the argument is called in error messages.
+
+    Returns
+    -------
+    The key.
+
+    Raises
+    ------
+    ValueError
         When ``key`` is not a non-empty string, contains ``"/"``, starts or ends with white space, or is
         one of the reserved names ``"."``, ``".."``, ``"_index"``, ``"__categories"``.
 
