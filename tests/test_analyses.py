@@ -120,9 +120,7 @@ def test_celltype_similarity_uses_transferred_labels(models):
     adata = target.adata
     adata.obs["xspecies_annotation"] = adata.obs["cell_type"].astype(str).replace("epsilon", "alpha")
     try:
-        sim = xs.tl.celltype_similarity(
-            target, context, "annotation", "cell_type", 30, 5, progress_bar=False
-        )
+        sim = xs.tl.celltype_similarity(target, context, "annotation", "cell_type", 30, 5, progress_bar=False)
         assert sim.index.name == "xspecies_annotation"
         assert list(sim.index) == TYPES
         with pytest.raises(KeyError, match="transfer_labels"):
