@@ -162,8 +162,8 @@ def check_counts(adata: AnnData, layer: str | None = None, name: str = "adata") 
         row, col, value, what = bad
         cell, gene = (col, offset + row) if transposed else (offset + row, col)
         raise ValueError(
-            f"{where} contains {what}, e.g. {value!r} for cell {adata.obs_names[cell]!r} (row {cell}), "
-            f"gene {adata.var_names[gene]!r} (column {gene}): raw integer counts are expected."
+            f"{where} contains {what}, e.g. {value!r} for cell {adata.obs_names[cell]!r}, "
+            f"gene {adata.var_names[gene]!r} (row {cell}, column {gene}): raw integer counts are expected."
         )
 
 
