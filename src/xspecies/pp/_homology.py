@@ -79,8 +79,15 @@ def shared_genes(
     keep &= ~pd.Series(np.where(keep, c_idx, -1 - np.arange(target.n_vars))).duplicated().to_numpy()
 
     def hints() -> list[str]:
-        same = {"are context gene names already (target and context of one species?)": target.var_names}
-        return gene_mapping_hints(symbols[valid].astype(str), context.var_names, same)
+        causes = gene_mapping_hints(symbols[valid].astype(str), context.var_names)
+        n_same = int(target.var_names.isin(context.var_names).sum())
+        if n_same > keep.sum():
+            causes.insert(
+                0,
+                f"{n_same} of {target.n_vars} target gene names are context gene names already "
+                "(both datasets of one species?)",
+            )
+        return causes
 
     n_possible = min(int(valid.sum()), context.n_vars)
     if not keep.any():
