@@ -293,7 +293,8 @@ def test_transfer_on_synthetic(trained):
     xs.tl.transfer_labels(target, context, "cell_type", n_candidates=40, n_vote=10, progress_bar=False)
     assert tgt.uns["xspecies_cell_type"]["candidates"] == "homology"
     np.testing.assert_array_equal(
-        np.sort(tgt.obsm["xspecies_cell_type_candidates"], axis=1), np.sort(tgt.obsm["homology_neighbors"], axis=1)
+        np.sort(tgt.obsm["xspecies_cell_type_candidates"], axis=1),
+        np.sort(tgt.obsm["homology_neighbors"], axis=1),
     )
     # rank_prior: 0 ranks by the model alone, a huge prior keeps the data-level order
     xs.tl.transfer_labels(target, context, "cell_type", rank_prior=0, progress_bar=False)
