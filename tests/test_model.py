@@ -295,13 +295,14 @@ def test_transfer_on_synthetic(trained):
     xs.tl.transfer_labels(target, context, "cell_type", n_candidates=40, n_vote=10, progress_bar=False)
     assert tgt.uns["xspecies_cell_type"]["candidates"] == "homology"
     np.testing.assert_array_equal(
-        np.sort(tgt.obsm["xspecies_candidates"], axis=1), np.sort(tgt.obsm["homology_neighbors"], axis=1)
+        np.sort(tgt.obsm["xspecies_cell_type_candidates"], axis=1),
+        np.sort(tgt.obsm["homology_neighbors"], axis=1),
     )
     # rank_prior: 0 ranks by the model alone, a huge prior keeps the data-level order
     xs.tl.transfer_labels(target, context, "cell_type", rank_prior=0, progress_bar=False)
-    assert (np.diff(tgt.obsm["xspecies_similarity"], axis=1) <= 1e-6).all()
+    assert (np.diff(tgt.obsm["xspecies_cell_type_similarity"], axis=1) <= 1e-6).all()
     xs.tl.transfer_labels(target, context, "cell_type", rank_prior=1e6, progress_bar=False)
-    np.testing.assert_array_equal(tgt.obsm["xspecies_candidates"], tgt.obsm["homology_neighbors"])
+    np.testing.assert_array_equal(tgt.obsm["xspecies_cell_type_candidates"], tgt.obsm["homology_neighbors"])
     xs.tl.transfer_labels(
         target, context, "cell_type", candidates="latent", n_candidates=40, n_vote=10, progress_bar=False
     )
@@ -310,14 +311,14 @@ def test_transfer_on_synthetic(trained):
     assert set(obs["xspecies_cell_type"].cat.categories) <= {"type0", "type1", "type2"}
     conf = obs["xspecies_cell_type_confidence"].to_numpy()
     assert ((conf >= 0) & (conf <= 1)).all()
-    assert target.adata.obsm["xspecies_candidates"].shape == (target.adata.n_obs, 40)
-    sim = target.adata.obsm["xspecies_similarity"]
+    assert target.adata.obsm["xspecies_cell_type_candidates"].shape == (target.adata.n_obs, 40)
+    sim = target.adata.obsm["xspecies_cell_type_similarity"]
     assert (np.diff(sim, axis=1) <= 1e-6).all()  # most similar first
     assert obs["xspecies_cell_type_novel"].dtype == bool
     # rank-weighted vote (default): the winner is the label of largest 1/(r+1) weight among the 10 best
     from xspecies._vote import weighted_vote
 
-    cand = target.adata.obsm["xspecies_candidates"][:, :10]
+    cand = target.adata.obsm["xspecies_cell_type_candidates"][:, :10]
     labels = context.adata.obs["cell_type"].cat
     winner, share = weighted_vote(labels.codes.to_numpy()[cand], len(labels.categories), "rank")
     np.testing.assert_array_equal(obs["xspecies_cell_type"].cat.codes.to_numpy(), winner)

@@ -50,7 +50,7 @@ def weighted_vote(
     -------
     tuple of numpy.ndarray
         The winning code per row (ties: the label met first, i.e. the closest) and its share of the
-        total vote weight.
+        total vote weight; ``-1`` and share 0 for a row without any labelled neighbour.
 
     Examples
     --------
@@ -60,6 +60,8 @@ def weighted_vote(
     (array([0]), array([5]))
     """
     check_weighting(weighting)
+    if n_categories < 1:
+        raise ValueError("no labels to vote on: every neighbour's label is missing.")
     n, v = codes.shape
     weights = 1.0 / np.arange(1, v + 1) if weighting == "rank" else np.ones(v)
     votes = np.zeros((n, n_categories))
@@ -70,4 +72,6 @@ def weighted_vote(
         first[:, c] = np.where(hit.any(axis=1), hit.argmax(axis=1), v)
     best = votes.max(axis=1, keepdims=True)
     winner = np.argmin(np.where(np.isclose(votes, best), first, v + 1), axis=1)
-    return winner, votes[np.arange(n), winner] / weights.sum()
+    share = votes[np.arange(n), winner] / weights.sum()
+    voted = best[:, 0] > 0
+    return np.where(voted, winner, -1), np.where(voted, share, 0.0)

@@ -162,13 +162,13 @@ def check_same_genes(adata: AnnData, genes, owner: str) -> None:
 
 def check_architecture(params: dict) -> None:
     """Raise a ValueError naming the first architecture argument that is not a valid size."""
-    check_int(params["n_latent"], "n_latent")
+    check_int("n_latent", params["n_latent"])
     for key in ("outer_hidden", "inner_hidden", "decoder_hidden", "library_hidden"):
         sizes = params[key]
         if isinstance(sizes, str) or not isinstance(sizes, Sequence):
             raise ValueError(f"{key} must be a sequence of layer sizes, e.g. (300,), got {sizes!r}.")
         for size in sizes:
-            check_int(size, f"every size in {key}")
+            check_int(f"every size in {key}", size)
 
 
 def _trained_only(method):
@@ -302,7 +302,7 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         if not (math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {lr!r}.")
         if n_epochs_kl_warmup is not None:
-            check_int(n_epochs_kl_warmup, "n_epochs_kl_warmup", low=0)
+            check_int("n_epochs_kl_warmup", n_epochs_kl_warmup, minimum=0)
         plan = {
             "n_epochs_kl_warmup": n_epochs_kl_warmup,
             "min_kl_weight": min_kl_weight,
@@ -321,8 +321,8 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Returns ``max_epochs`` and ``batch_size`` as ``int``.
         """
-        max_epochs = check_int(max_epochs, "max_epochs")
-        batch_size = check_int(batch_size, "batch_size")
+        max_epochs = check_int("max_epochs", max_epochs)
+        batch_size = check_int("batch_size", batch_size)
         share = 0.9 if train_size is None else train_size
         if not (isinstance(share, int | float) and 0 < share <= 1):
             raise ValueError(f"train_size must lie in (0, 1], got {train_size!r}.")

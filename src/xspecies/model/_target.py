@@ -162,8 +162,8 @@ class TargetModel(SpeciesModelBase):
         candidate_z: str = "mean",
     ):
         super().__init__(adata)
-        check_int(n_context_obs, "n_context_obs")
-        check_int(k_neigh, "k_neigh")
+        check_int("n_context_obs", n_context_obs)
+        check_int("k_neigh", k_neigh)
         if not (math.isfinite(top_percent) and 0 < top_percent <= 100):
             raise ValueError(f"top_percent must lie in (0, 100], got {top_percent!r}.")
         kwargs = self._module_kwargs(locals())
@@ -383,7 +383,7 @@ class TargetModel(SpeciesModelBase):
                 f"adata.uns[{homology_key!r}] is missing: run xspecies.pp.homology_neighbors first."
             )
         check_context_search(info, context.adata, homology_key)
-        check_int(k_neigh, "k_neigh")
+        check_int("k_neigh", k_neigh)
         n_found = adata.obsm[f"{homology_key}_neighbors"].shape[1]
         if n_found < k_neigh:
             raise ValueError(
@@ -454,8 +454,8 @@ class TargetModel(SpeciesModelBase):
         for name, value in (("eta_start", eta_start), ("eta_max", eta_max)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-        check_int(n_epochs_eta_warmup, "n_epochs_eta_warmup", low=0)
-        check_int(partner_refresh, "partner_refresh")
+        check_int("n_epochs_eta_warmup", n_epochs_eta_warmup, minimum=0)
+        check_int("partner_refresh", partner_refresh)
         if eta_max > 0 and self.homologous_genes_ is None:
             raise ValueError(
                 "The target model holds no context data: create it with TargetModel.from_context."

@@ -8,7 +8,19 @@ from anndata import AnnData
 from scipy import sparse
 from tqdm.auto import tqdm
 
-from xspecies._validation import check_counts, check_obs_key, check_unique_var_names, get_matrix
+from xspecies._validation import (
+    CONTEXT_FINGERPRINT_KEY,
+    check_counts,
+    check_int,
+    check_mapping_rate,
+    check_not_view,
+    check_obs_key,
+    check_positive_int,
+    check_unique_var_names,
+    context_fingerprint,
+    gene_mapping_hints,
+    get_matrix,
+)
 from xspecies._vote import check_weighting, weighted_vote
 
 __all__ = ["homology_neighbors", "shared_genes"]
@@ -43,6 +55,13 @@ def shared_genes(
     several target genes is used once (first target gene); entries holding several symbols
     (``policy="all"``) are skipped.
 
+    Raises
+    ------
+    ValueError
+        When no gene, or fewer than 5 % of the possible ones (``min(mapped target genes, context genes)``),
+        is shared, naming the likely cause (Ensembl IDs, case, both datasets of one species); below 25 %
+        a UserWarning says the same.
+
     Examples
     --------
     >>> t_idx, c_idx = shared_genes(human, mouse)  # doctest: +SKIP
@@ -58,11 +77,27 @@ def shared_genes(
     c_idx[valid] = context.var_names.get_indexer(symbols[valid].astype(str))
     keep = c_idx >= 0
     keep &= ~pd.Series(np.where(keep, c_idx, -1 - np.arange(target.n_vars))).duplicated().to_numpy()
+
+    def hints() -> list[str]:
+        causes = gene_mapping_hints(symbols[valid].astype(str), context.var_names)
+        n_same = int(target.var_names.isin(context.var_names).sum())
+        if n_same > keep.sum():
+            causes.insert(
+                0,
+                f"{n_same} of {target.n_vars} target gene names are context gene names already "
+                "(both datasets of one species?)",
+            )
+        return causes
+
+    n_possible = min(int(valid.sum()), context.n_vars)
     if not keep.any():
         raise ValueError(
-            f"target and context share no homologous genes: none of target.var[{ortholog_key!r}] is in "
-            "context.var_names (wrong species order in translate_genes, or different gene identifiers?)."
+            f"target and context share no homologous genes: none of the {int(valid.sum())} symbols in "
+            f"target.var[{ortholog_key!r}] is in context.var_names. Likely cause: "
+            + ("; ".join(hints()) or "wrong species order in translate_genes, or different gene identifiers")
+            + "."
         )
+    check_mapping_rate(int(keep.sum()), n_possible, "homologous genes shared by target and context", hints)
     t_idx = np.flatnonzero(keep)
     return t_idx, c_idx[t_idx]
 
@@ -145,6 +180,30 @@ def _approximate(T, C, k: int, metric: str, n_components: int, random_state: int
     )
     idx, dist = index.query(Zt, k=k, epsilon=0.1)
     return idx.astype(np.int64), dist.astype(np.float32)
+
+
+def _cells_with_counts(T, C, target: AnnData, context: AnnData, n_neighbors: int) -> np.ndarray:
+    """Context rows with counts on the shared genes; raise on target cells without any.
+
+    A cell without counts on the shared genes has no direction (cosine) and no place among its
+    neighbours: a target cell would get arbitrary neighbours, a context cell is never a neighbour.
+    """
+    empty = np.asarray(T.sum(axis=1)).ravel() <= 0
+    if empty.any():
+        raise ValueError(
+            f"{int(empty.sum())} target cells have no counts on the {T.shape[1]} shared genes, e.g. "
+            f"{target.obs_names[int(np.flatnonzero(empty)[0])]!r}: their neighbours would be arbitrary. "
+            "Remove them first (e.g. keep the cells with counts on the genes in "
+            "target.var[ortholog_key])."
+        )
+    searched = np.flatnonzero(np.asarray(C.sum(axis=1)).ravel() > 0)
+    if len(searched) < n_neighbors:
+        raise ValueError(
+            f"only {len(searched)} of the {context.n_obs} context cells have counts on the {C.shape[1]} shared "
+            f"genes, fewer than n_neighbors={n_neighbors}"
+            + (" (the context holds no counts on them at all)." if not len(searched) else ".")
+        )
+    return searched
 
 
 def _top_percent(
@@ -253,9 +312,21 @@ def homology_neighbors(
       (many cells have all ``n_vote`` neighbours of one label) are ranked by the mean similarity of their
       first ``n_vote`` neighbours, so ``top_percent`` is a rank; the most trusted cell of every voted type
       has 0, so even a type with a handful of cells gets an anchor.
-    - with labels, ``obs[f"{key_added}_{labels_key}"]``: voted label (ties: the closest label).
+    - with labels, ``obs[f"{key_added}_{labels_key}"]``: voted label (ties: the closest label). Context
+      cells with a missing label do not vote; a cell none of whose ``n_vote`` neighbours is labelled gets
+      a missing label and agreement 0.
     - ``uns[key_added]``: the parameters, ``context_n_obs``, ``target_genes`` and ``context_genes`` (the
-      matching var names used, same order) and ``labels_key`` (``""`` when none).
+      matching var names used, same order), ``labels_key`` (``""`` when none) and
+      ``context_fingerprint``: :func:`xspecies._validation.context_fingerprint` of ``context`` (its size
+      and a hash of its cell and gene names in order), checked by
+      :meth:`~xspecies.model.TargetModel.from_context` and :func:`xspecies.tl.transfer_labels` so the
+      neighbours are never read against other context cells.
+
+    Context cells without counts on the shared genes are never neighbours; target cells without counts
+    on them raise a ValueError (their neighbours would be arbitrary), as do parameters out of range
+    (``batch_size=-1``, ``n_neighbors=0``, ...), a context label column with only missing values, few
+    shared genes (below 5 % of the possible ones; below 25 % warns) and ``copy=False`` on a view: all
+    before the search starts.
 
     Examples
     --------
@@ -270,9 +341,21 @@ def homology_neighbors(
     check_weighting(weighting)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: use one of {METHODS}.")
-    labels = None if labels_key is None else check_obs_key(context, labels_key, "context").astype("category")
+    for name, value in (
+        ("n_neighbors", n_neighbors),
+        ("n_vote", n_vote),
+        ("batch_size", batch_size),
+        ("n_components", n_components),
+    ):
+        check_positive_int(name, value)
+    check_int("random_state", random_state, minimum=0)
+    if not copy:
+        check_not_view(target, "target")
+    labels = None
+    if labels_key is not None:
+        labels = check_obs_key(context, labels_key, "context", allow_nan=True).astype("category")
     t_idx, c_idx = shared_genes(target, context, ortholog_key)
-    if not 1 <= n_vote <= n_neighbors:
+    if n_vote > n_neighbors:
         raise ValueError(f"need 1 <= n_vote <= n_neighbors, got n_vote={n_vote}, n_neighbors={n_neighbors}.")
     if n_neighbors > context.n_obs:
         raise ValueError(f"n_neighbors={n_neighbors} exceeds the {context.n_obs} context cells.")
@@ -281,13 +364,16 @@ def homology_neighbors(
 
     T = _log1p_rows(get_matrix(target, layer), t_idx, metric)
     C = _log1p_rows(get_matrix(context, layer), c_idx, metric)
+    searched = _cells_with_counts(T, C, target, context, n_neighbors)
+    C = C[searched]
     if method == "auto":
         n_genes = int(((T.getnnz(axis=0) > 0) & (C.getnnz(axis=0) > 0)).sum())
-        method = "exact" if target.n_obs * context.n_obs * n_genes <= EXACT_MAX_WORK else "pynndescent"
+        method = "exact" if target.n_obs * C.shape[0] * n_genes <= EXACT_MAX_WORK else "pynndescent"
     if method == "exact":
         idx, dist = _exact(T, C, n_neighbors, metric, batch_size, progress_bar)
     else:
         idx, dist = _approximate(T, C, n_neighbors, metric, n_components, random_state, progress_bar)
+    idx = searched[idx]
 
     target = target.copy() if copy else target
     target.obsm[f"{key_added}_neighbors"] = idx
@@ -299,7 +385,7 @@ def homology_neighbors(
         winner, agreement = weighted_vote(
             labels.cat.codes.to_numpy()[idx[:, :n_vote]], len(labels.cat.categories), weighting
         )
-        target.obs[f"{key_added}_{labels_key}"] = pd.Categorical.from_codes(
+        target.obs[f"{key_added}_{labels_key}"] = pd.Categorical.from_codes(  # -1: no neighbour labelled
             winner, categories=labels.cat.categories
         )
     agreement = np.clip(agreement.astype(np.float64), 0.0, 1.0)
@@ -317,6 +403,7 @@ def homology_neighbors(
         "layer": layer or "",
         "labels_key": labels_key or "",
         "context_n_obs": context.n_obs,
+        CONTEXT_FINGERPRINT_KEY: context_fingerprint(context),
         "target_genes": target.var_names[t_idx].tolist(),
         "context_genes": context.var_names[c_idx].tolist(),
     }

@@ -9,7 +9,12 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from xspecies._validation import check_unique_var_names
+from xspecies._validation import (
+    check_mapping_rate,
+    check_not_view,
+    check_unique_var_names,
+    gene_mapping_hints,
+)
 from xspecies.datasets._fetch import fetch, network_errors, offline_error
 
 from ._species import Species, resolve_species
@@ -208,7 +213,10 @@ def translate_genes(
 ) -> AnnData | None:
     """Map the genes of ``adata`` to their orthologs in another species.
 
-    No gene is removed: unmapped genes keep a missing value, so the matrix is never changed.
+    No gene is removed: unmapped genes keep a missing value, so the matrix is never changed. The
+    mapping is computed completely before anything is written. When few genes map the likely cause
+    (Ensembl IDs instead of symbols, symbols in another case, species swapped) is named: below 5 % of
+    ``n_vars`` (or none) a ValueError, below 25 % a UserWarning.
 
     Parameters
     ----------
@@ -258,6 +266,8 @@ def translate_genes(
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}: use one of {POLICIES}.")
     check_unique_var_names(adata)
+    if not copy:
+        check_not_view(adata)
     src, tgt = resolve_species(source_species), resolve_species(target_species)
     if isinstance(table, pd.DataFrame):
         pairs, table_name = _user_table(table, src, tgt), "user"
@@ -266,15 +276,30 @@ def translate_genes(
         genes = list(adata.var_names) if table_name == "mygene" else None
         pairs = ortholog_table(src.taxon_id, tgt.taxon_id, source=table_name, genes=genes)
     pairs = pairs.rename(columns={src.name: "source", tgt.name: "target"})
+    known = pairs
     pairs = pairs[pairs["source"].isin(adata.var_names)]
     chosen = _select(pairs, policy).set_index("source")
 
+    index = adata.var_names
+    columns = {
+        key_added: chosen["target"].reindex(index).astype(object).where(lambda s: s.notna(), None),
+        f"{key_added}_type": pd.Categorical(chosen["type"].reindex(index), categories=ORTHOLOG_TYPES),
+        f"{key_added}_support": chosen["support"].reindex(index).fillna(0).astype(int),
+    }
+    n_mapped = int(columns[key_added].notna().sum())
+    check_mapping_rate(
+        n_mapped,
+        adata.n_vars,
+        f"translate_genes ({src.name} -> {tgt.name})",
+        lambda: gene_mapping_hints(
+            index,
+            known["source"],
+            {f"are {tgt.name} symbols (source and target species swapped?)": known["target"]},
+        ),
+    )
     adata = adata.copy() if copy else adata
-    var = adata.var
-    var[key_added] = chosen["target"].reindex(var.index).astype(object).where(lambda s: s.notna(), None)
-    var[f"{key_added}_type"] = pd.Categorical(chosen["type"].reindex(var.index), categories=ORTHOLOG_TYPES)
-    var[f"{key_added}_support"] = chosen["support"].reindex(var.index).fillna(0).astype(int)
-    n_mapped = int(var[key_added].notna().sum())
+    for column, values in columns.items():
+        adata.var[column] = values
     adata.uns[key_added] = {
         "source_species": src.name,
         "target_species": tgt.name,

@@ -9,12 +9,22 @@ import pandas as pd
 import scanpy as sc
 from anndata import AnnData
 
-from xspecies._validation import check_counts, check_obs_key, get_matrix
+from xspecies._validation import (
+    check_counts,
+    check_fraction,
+    check_int,
+    check_not_view,
+    check_obs_key,
+    get_matrix,
+)
 
 __all__ = ["prepare"]
 
 logger = logging.getLogger("xspecies")
 REPORT_COLUMNS = ["step", "reason", "group", "n_cells"]
+#: fewest cells per batch for the HVG step: seurat_v3's per-batch loess fit fails on fewer cells
+#: (2 cells: singular fit; 1 cell: a crash of the interpreter inside skmisc)
+MIN_HVG_BATCH_SIZE = 20
 
 
 def _small_groups(values: pd.Series, keep: np.ndarray, min_size: int) -> list[tuple[str, int]]:
@@ -34,6 +44,24 @@ def _drop_groups(
 def _check_not_empty(keep: np.ndarray, step: str) -> None:
     if not keep.any():
         raise ValueError(f"every cell was filtered away at step {step!r}: relax its threshold.")
+
+
+def _check_hvg_batches(adata: AnnData, batch_key: str | None) -> None:
+    """Raise, naming the batch, when a batch (or the whole data) is too small for seurat_v3 HVG selection."""
+    sizes = (
+        pd.Series({"all cells": adata.n_obs})
+        if batch_key is None
+        else adata.obs[batch_key].astype(str).value_counts()
+    )
+    small = sizes[sizes < MIN_HVG_BATCH_SIZE]
+    if len(small):
+        group, n = small.index[0], int(small.iloc[0])
+        what = "the data" if batch_key is None else f"batch {group!r} of obs[{batch_key!r}]"
+        raise ValueError(
+            f"n_top_genes: highly variable gene selection needs at least {MIN_HVG_BATCH_SIZE} cells per batch, "
+            f"but {what} has {n} after filtering: raise min_batch_size (batches are counted before the "
+            "complexity and cell-type steps), or pass n_top_genes=None."
+        )
 
 
 def prepare(
@@ -57,7 +85,9 @@ def prepare(
     3. ``celltype``: cell types (``obs[labels_key]``) with fewer than ``min_celltype_size`` cells are
        removed.
     4. ``hvg`` (when ``n_top_genes``): genes are subset to the ``n_top_genes`` highly variable genes
-       (``seurat_v3`` on the counts, per batch when ``batch_key`` is given).
+       (``seurat_v3`` on the counts, per batch when ``batch_key`` is given). Every batch must keep at
+       least 20 cells (:data:`MIN_HVG_BATCH_SIZE`: the per-batch fit fails on fewer), else a
+       ValueError names the batch before anything is changed.
 
     Nothing is removed silently: every removed batch, cell type, group of cells and the genes dropped
     are listed in a report (``uns[key_added]["removed"]``) and logged.
@@ -77,7 +107,7 @@ def prepare(
     min_celltype_size
         Smallest cell type kept.
     n_top_genes
-        Number of highly variable genes kept (``None``: all genes).
+        Number of highly variable genes kept, at least 1 (``None``, or at least ``n_vars``: all genes).
     layer
         Layer with the counts; ``None`` for ``X``.
     key_added
@@ -94,6 +124,16 @@ def prepare(
     ``n_obs_after``, ``n_vars_before``, ``n_vars_after``. With HVG selection, ``var`` also gets the
     columns of :func:`scanpy.pp.highly_variable_genes`.
 
+    Raises
+    ------
+    ValueError
+        Before anything is changed, on: parameters out of range (e.g. ``n_top_genes=0``), a matrix that
+        does not hold raw counts (NaN, inf, negative or non-integer values), missing values in the batch or
+        label column, a batch too small for the HVG step, a view with ``copy=False``, or a filter that
+        would remove every cell.
+    KeyError
+        When ``batch_key``, ``labels_key`` or ``layer`` is not found.
+
     Examples
     --------
     >>> import xspecies as xs
@@ -101,8 +141,13 @@ def prepare(
     >>> xs.pp.prepare(mouse, batch_key="donor", labels_key="cell_ontology_class")
     >>> mouse.uns["prepare"]["removed"]  # doctest: +SKIP
     """
-    if not 0 <= min_genes_fraction < 1:
-        raise ValueError(f"min_genes_fraction must lie in [0, 1), got {min_genes_fraction}.")
+    for name, value in (("min_batch_size", min_batch_size), ("min_celltype_size", min_celltype_size)):
+        check_int(name, value, minimum=0)
+    check_fraction("min_genes_fraction", min_genes_fraction, open_max=True)
+    if n_top_genes is not None:
+        check_int("n_top_genes", n_top_genes, minimum=1)
+    if not copy:
+        check_not_view(adata)
     check_counts(adata, layer)
     batches = None if batch_key is None else check_obs_key(adata, batch_key)
     labels = None if labels_key is None else check_obs_key(adata, labels_key)
@@ -124,11 +169,14 @@ def prepare(
         _check_not_empty(keep, "celltype")
 
     n_obs_before, n_vars_before = adata.n_obs, adata.n_vars
+    hvg_needed = n_top_genes is not None and n_top_genes < adata.n_vars
+    if hvg_needed:
+        _check_hvg_batches(adata[keep], batch_key)
     if copy:
         adata = adata[keep].copy()
     elif not keep.all():
         adata._inplace_subset_obs(keep)
-    if n_top_genes is not None and n_top_genes < adata.n_vars:
+    if hvg_needed:
         hvg = sc.pp.highly_variable_genes(
             adata,
             n_top_genes=n_top_genes,

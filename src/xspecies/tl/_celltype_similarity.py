@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from xspecies._validation import check_int, check_positive_int
+
 from ._pair import check_pair, context_labels, label_set, target_labels
 
 _SCALES = ("none", "max", "min_max")
@@ -132,8 +134,11 @@ def celltype_similarity(
     check_pair(target, context)
     if scale not in _SCALES:
         raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}")
-    if n_target < 1 or n_context < 1:
-        raise ValueError(f"n_target and n_context must be >= 1, got {n_target} and {n_context}")
+    check_positive_int("n_target", n_target)
+    check_positive_int("n_context", n_context)
+    check_int("random_state", random_state, minimum=0)
+    if batch_size is not None:
+        check_positive_int("batch_size", batch_size)
     t_labels, t_column = target_labels(target.adata, target_labels_key)
     c_labels = context_labels(context.adata, context_labels_key)
     t_types, c_types = label_set(t_labels), label_set(c_labels)

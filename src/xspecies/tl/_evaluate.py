@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,8 @@ class TransferReport:
         Types present in both species (the evaluation set).
     n_cells
         Number of evaluated cells (cells of shared types).
+    n_missing
+        Cells left out because their true or predicted label is missing.
 
     Examples
     --------
@@ -48,6 +51,7 @@ class TransferReport:
     recall: pd.Series
     shared_types: list[str]
     n_cells: int
+    n_missing: int = 0
 
     def to_dict(self) -> dict:
         """Plain-Python version (JSON-serialisable).
@@ -69,6 +73,7 @@ class TransferReport:
             "recall": {str(k): float(v) for k, v in self.recall.items()},
             "shared_types": list(self.shared_types),
             "n_cells": self.n_cells,
+            "n_missing": self.n_missing,
         }
 
 
@@ -99,7 +104,9 @@ def evaluate_transfer(
     -------
     TransferReport
         Confusion matrix (%), balanced accuracy and accuracy over the cells whose true type also
-        exists in the context, and per-type recall.
+        exists in the context, and per-type recall. Cells whose true or predicted label is missing
+        (NaN) are left out of every figure, never counted as a type of their own; their number is
+        ``n_missing`` (and a UserWarning says so).
 
     Examples
     --------
@@ -109,8 +116,19 @@ def evaluate_transfer(
     for key in (pred_key, true_key):
         if key not in adata.obs:
             raise KeyError(f"{key!r} is not a column of adata.obs.")
-    pred = adata.obs[pred_key].astype(str).to_numpy()
-    true = adata.obs[true_key].astype(str).to_numpy()
+    missing = (adata.obs[pred_key].isna() | adata.obs[true_key].isna()).to_numpy()
+    if missing.all():
+        raise ValueError(
+            f"every cell lacks a true (obs[{true_key!r}]) or predicted (obs[{pred_key!r}]) label."
+        )
+    if missing.any():
+        warnings.warn(
+            f"evaluate_transfer: {int(missing.sum())} cells without a true or predicted label are left out.",
+            UserWarning,
+            stacklevel=2,
+        )
+    pred = adata.obs[pred_key].astype(str).to_numpy()[~missing]
+    true = adata.obs[true_key].astype(str).to_numpy()[~missing]
     if context is not None:
         context_adata = context if isinstance(context, AnnData) else context.adata
         ckey = context_labels_key or true_key
@@ -136,4 +154,5 @@ def evaluate_transfer(
         recall=recall,
         shared_types=shared,
         n_cells=int(mask.sum()),
+        n_missing=int(missing.sum()),
     )

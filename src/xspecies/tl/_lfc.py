@@ -11,6 +11,8 @@ from scipy import sparse
 from scipy.stats import chi2
 from tqdm.auto import tqdm
 
+from xspecies._validation import check_fraction, check_int, check_number, check_positive_int
+
 if TYPE_CHECKING:  # torch is imported where it runs: importing xspecies.tl stays light
     import torch
 
@@ -55,6 +57,12 @@ def filter_outliers(data: np.ndarray, confidence_level: float = 0.9) -> np.ndarr
     numpy.ndarray
         Boolean mask, True for inliers (the outlier mask is its negation).
 
+    Raises
+    ------
+    ValueError
+        On a ``confidence_level`` outside ``(0, 1]`` (or NaN), data that is not 2D, or NaN / infinite
+        values (naming the first such row).
+
     Examples
     --------
     >>> import numpy as np
@@ -63,11 +71,15 @@ def filter_outliers(data: np.ndarray, confidence_level: float = 0.9) -> np.ndarr
     >>> xs.tl.filter_outliers(x, 0.99)[-1]
     np.False_
     """
-    if not 0 < confidence_level <= 1:
-        raise ValueError(f"confidence_level must be in (0, 1], got {confidence_level}")
+    check_fraction("confidence_level", confidence_level, open_min=True)
     data = np.asarray(data, dtype=float)
     if data.ndim != 2:
         raise ValueError(f"data must be 2D (n_samples, n_features), got shape {data.shape}")
+    bad = ~np.isfinite(data).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"data has NaN or infinite values in {int(bad.sum())} rows, e.g. row {int(np.flatnonzero(bad)[0])}."
+        )
     n, d = data.shape
     if n < d + 2 or confidence_level == 1:
         return np.ones(n, dtype=bool)
@@ -192,10 +204,12 @@ def homologous_lfc(
     import torch
 
     check_pair(target, context)
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    if lfc_delta < 0 or eps <= 0:
-        raise ValueError(f"lfc_delta must be >= 0 and eps > 0, got {lfc_delta} and {eps}")
+    check_positive_int("n_samples", n_samples)
+    check_positive_int("batch_size", batch_size)
+    check_fraction("confidence_level", confidence_level, open_min=True)
+    check_number("lfc_delta", lfc_delta, minimum=0)
+    check_number("eps", eps, minimum=0, open_min=True)
+    check_int("random_state", random_state, minimum=0)
     t_genes, c_genes = homologous_genes(target, context)
     t_labels, t_column = target_labels(target.adata, target_labels_key)
     c_labels = context_labels(context.adata, context_labels_key)
@@ -320,8 +334,7 @@ def data_lfc(
     >>> observed = xs.tl.data_lfc(human_model, mouse_model, "cell_type", "cell_type")
     """
     check_pair(target, context)
-    if eps <= 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
+    check_number("eps", eps, minimum=0, open_min=True)
     t_genes, c_genes = homologous_genes(target, context)
     t_labels, t_column = target_labels(target.adata, target_labels_key)
     c_labels = context_labels(context.adata, context_labels_key)

@@ -6,9 +6,16 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from xspecies._validation import CONTEXT_FINGERPRINT_KEY, check_context_fingerprint
+
 
 def check_pair(target, context) -> None:
     """Raise unless ``target`` is a trained TargetModel built from the trained ContextModel ``context``.
+
+    Checks the types, training, attached data, the context's cell count and gene names against those the
+    target was built with, and the fingerprint of the context recorded by
+    :func:`xspecies.pp.homology_neighbors` in ``target.adata.uns[<homology key>]`` (same cells and genes
+    in the same order).
 
     Parameters
     ----------
@@ -34,6 +41,13 @@ def check_pair(target, context) -> None:
             f"the target model was built from a context with {target.module.context_qz_mean.shape[0]} "
             f"cells, but this context model has {context.adata.n_obs}"
         )
+    saved = getattr(target, "context_var_names_", None)
+    if saved is not None and not np.array_equal(saved, context.adata.var_names.astype(str).to_numpy()):
+        raise ValueError("the target model was built from a context with other genes (or another gene order)")
+    key = target.adata_manager.registry["setup_args"].get("homology_key")
+    if key:
+        recorded = dict(target.adata.uns.get(key, {})).get(CONTEXT_FINGERPRINT_KEY)
+        check_context_fingerprint(recorded, context.adata, f"target.adata.uns[{key!r}]")
 
 
 def _as_labels(values: pd.Series) -> np.ndarray:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from xspecies._validation import check_positive_int
+
 from ._pair import check_pair, context_labels
 
 #: Decoded context cells x genes evaluated per call of the model's similarity (bounds the memory used).
@@ -73,8 +75,9 @@ def similar_cells(
     position = target_position(target.adata, index)
     keys = [] if labels_key is None else [labels_key] if isinstance(labels_key, str) else list(labels_key)
     labels = {key: context_labels(context.adata, key) for key in keys}
-    if n_top is not None and n_top < 1:
-        raise ValueError(f"n_top must be >= 1, got {n_top}")
+    for name, value in (("n_top", n_top), ("batch_size", batch_size)):
+        if value is not None:
+            check_positive_int(name, value)
 
     z_context = context.get_latent_representation(batch_size=batch_size)
     chunk = max(1, _CELLS_X_GENES // max(1, target.module.n_input))

@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
+from xspecies._validation import (
+    check_fraction,
+    check_neighbor_indices,
+    check_number,
+    check_obs_key,
+    check_positive_int,
+)
 from xspecies._vote import check_weighting, weighted_vote
+
+from ._pair import check_pair
 
 
 def _latent_knn(reference: np.ndarray, query: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
@@ -16,33 +25,16 @@ def _latent_knn(reference: np.ndarray, query: np.ndarray, k: int, exclude_self: 
     return idx[:, 1:] if exclude_self else idx
 
 
-def _check_models(target, context, labels_key: str) -> None:
-    from xspecies.model import ContextModel, TargetModel
-
-    if not isinstance(target, TargetModel) or not isinstance(context, ContextModel):
-        raise TypeError("transfer_labels(target, context, ...) needs a TargetModel and a ContextModel.")
-    for name, model in (("context", context), ("target", target)):
-        if not model.is_trained:
-            raise ValueError(f"The {name} model is not trained: call {name}.train() first.")
-        if model.adata is None:
-            raise ValueError(f"The {name} model has no AnnData attached.")
-    if labels_key not in context.adata.obs:
-        raise KeyError(f"{labels_key!r} is not a column of the context AnnData's obs.")
-    saved = target.context_var_names_
-    same_genes = saved is None or np.array_equal(saved, context.adata.var_names.astype(str).to_numpy())
-    if not same_genes or context.adata.n_obs != target.module.context_qz_mean.shape[0]:
-        raise ValueError("The target model was not built from this context model (genes or cells differ).")
-
-
 CANDIDATE_SOURCES = ("auto", "homology", "latent")
 
 
-def _homology_candidates(target, n: int) -> np.ndarray | None:
+def _homology_candidates(target, n: int, n_context: int) -> np.ndarray | None:
     """The first ``n`` data-level neighbours of every target cell, or None when the search is absent."""
     key = target.adata_manager.registry["setup_args"].get("homology_key")
     if key is None or f"{key}_neighbors" not in target.adata.obsm:
         return None
-    return np.asarray(target.adata.obsm[f"{key}_neighbors"][:, :n], dtype=np.int64)
+    where = f"target.adata.obsm[{key + '_neighbors'!r}]"
+    return check_neighbor_indices(target.adata.obsm[f"{key}_neighbors"], n_context, where)[:, :n]
 
 
 def transfer_labels(
@@ -124,33 +116,50 @@ def transfer_labels(
     None
         Writes to ``target.adata`` (in place):
 
-        - ``obs[key]``: transferred label (categorical);
+        - ``obs[key]``: transferred label (categorical; missing when none of the voting candidates has a
+          label: context cells with a missing label do not vote);
         - ``obs[key + "_confidence"]``: confidence in [0, 1];
         - ``obs[key + "_vote_share"]`` and ``obs[key + "_fit"]``: its two factors;
         - ``obs[key + "_novel"]``: True for cells that resemble no context cell;
-        - ``obsm["xspecies_candidates"]`` / ``obsm["xspecies_similarity"]``: the candidates' context row
+        - ``obsm[key + "_candidates"]`` / ``obsm[key + "_similarity"]``: the candidates' context row
           indices and likelihood similarities, most credible first (most similar first when
-          ``rank_prior=0`` or with latent candidates);
+          ``rank_prior=0`` or with latent candidates), so two transfers with different keys keep both;
         - ``uns[key]``: the parameters (``"candidates"``: the source used).
+
+    Raises
+    ------
+    ValueError
+        Before any computation: models not trained or not built from each other (cell count, gene names,
+        or the context fingerprint recorded by :func:`xspecies.pp.homology_neighbors`), stored neighbour
+        indices out of range, context labels that are all missing, parameters out of range.
+    KeyError
+        When ``labels_key`` is not a context ``obs`` column or homology candidates are absent.
 
     Examples
     --------
     >>> xs.tl.transfer_labels(target, context, labels_key="cell_ontology_class")
     >>> human.obs[["xspecies_cell_ontology_class", "xspecies_cell_ontology_class_confidence"]]
     """
-    _check_models(target, context, labels_key)
-    if n_candidates < 1 or n_vote < 1:
-        raise ValueError("n_candidates and n_vote must be positive.")
+    check_pair(target, context)
+    check_obs_key(context.adata, labels_key, "context", allow_nan=True)
+    check_positive_int("n_candidates", n_candidates)
+    check_positive_int("n_vote", n_vote)
+    if batch_size is not None:
+        check_positive_int("batch_size", batch_size)
+    check_number("rank_prior", rank_prior, minimum=0)
+    check_fraction("novel_threshold", novel_threshold)
     check_weighting(weighting)
     if candidates not in CANDIDATE_SOURCES:
         raise ValueError(f"unknown candidates {candidates!r}: use one of {CANDIDATE_SOURCES}.")
-    proposed = None if candidates == "latent" else _homology_candidates(target, n_candidates)
+    key = key_added or f"xspecies_{labels_key}"
+    proposed = (
+        None if candidates == "latent" else _homology_candidates(target, n_candidates, context.adata.n_obs)
+    )
     if candidates == "homology" and proposed is None:
         raise KeyError(
             "candidates='homology' needs the neighbour search in the target AnnData: run "
             "xspecies.pp.homology_neighbors and TargetModel.setup_anndata(..., homology_key='homology')."
         )
-    key = key_added or f"xspecies_{labels_key}"
     adata = target.adata
     z_context = context.get_latent_representation(batch_size=batch_size)
     z_target = target.get_latent_representation(batch_size=batch_size)
@@ -183,8 +192,8 @@ def transfer_labels(
     adata.obs[f"{key}_fit"] = fit.astype(np.float32)
     adata.obs[f"{key}_confidence"] = (vote_share * fit).astype(np.float32)
     adata.obs[f"{key}_novel"] = fit < novel_threshold
-    adata.obsm["xspecies_candidates"] = ranked.astype(np.int64)
-    adata.obsm["xspecies_similarity"] = similarity.astype(np.float32)
+    adata.obsm[f"{key}_candidates"] = ranked.astype(np.int64)
+    adata.obsm[f"{key}_similarity"] = similarity.astype(np.float32)
     adata.uns[key] = {
         "labels_key": labels_key,
         "n_candidates": int(ranked.shape[1]),
