@@ -160,7 +160,7 @@ def test_float16_counts_train(pair):
 ARCHITECTURE_CASES = {
     "n_latent=0": ({"n_latent": 0}, "n_latent must be an integer >= 1, got 0"),
     "n_latent=-2": ({"n_latent": -2}, "n_latent must be an integer >= 1"),
-    "n_latent=2.5": ({"n_latent": 2.5}, "n_latent must be an integer >= 1, got 2.5"),
+    "n_latent=2.5": ({"n_latent": 2.5}, "n_latent must be an integer, got 2.5"),
     "zero hidden size": ({"outer_hidden": (0,)}, "every size in outer_hidden must be an integer >= 1"),
     "hidden size not a sequence": ({"decoder_hidden": 300}, "decoder_hidden must be a sequence"),
     "dropout 1": ({"layer_order": ("linear", ("dropout", 1.0))}, r"Dropout rate must lie in \[0, 1\)"),
@@ -187,7 +187,7 @@ def test_from_context_parameters(models, pair, kwargs, match):
     _, tgt = pair
     TargetModel.setup_anndata(tgt, batch_key="donor")
     before = checksum(tgt)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((TypeError, ValueError), match=match):
         TargetModel.from_context(context, tgt, **kwargs)
     assert checksum(tgt) == before
 
@@ -196,9 +196,9 @@ def test_from_context_parameters(models, pair, kwargs, match):
 TRAIN_CASES = {
     "max_epochs=-1 (trained forever)": ({"max_epochs": -1}, "max_epochs must be an integer >= 1, got -1"),
     "max_epochs=0": ({"max_epochs": 0}, "max_epochs must be an integer >= 1, got 0"),
-    "max_epochs=1.5": ({"max_epochs": 1.5}, "max_epochs must be an integer >= 1"),
-    "max_epochs=True": ({"max_epochs": True}, "max_epochs must be an integer >= 1"),
-    "max_epochs='3'": ({"max_epochs": "3"}, "max_epochs must be an integer >= 1"),
+    "max_epochs=1.5": ({"max_epochs": 1.5}, "max_epochs must be an integer"),
+    "max_epochs=True": ({"max_epochs": True}, "max_epochs must be an integer"),
+    "max_epochs='3'": ({"max_epochs": "3"}, "max_epochs must be an integer"),
     "batch_size=0": ({"batch_size": 0}, "batch_size must be an integer >= 1"),
     "lr=0": ({"lr": 0.0}, "lr must be a finite number > 0"),
     "lr=nan": ({"lr": float("nan")}, "lr must be a finite number > 0"),
@@ -224,7 +224,7 @@ def test_context_refuses_bad_arguments_before_any_work(pair, case):
     ctx, _ = pair
     ContextModel.setup_anndata(ctx)
     before = checksum(ctx)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((TypeError, ValueError), match=match):
         CONTEXT_STEPS[step](ctx, kwargs)
     assert checksum(ctx) == before
 
@@ -245,7 +245,7 @@ def test_target_train_refuses_bad_arguments_before_training(models, pair, kwargs
     _, tgt = pair
     TargetModel.setup_anndata(tgt, batch_key="donor")
     target = TargetModel.from_context(context, tgt, k_neigh=10)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((TypeError, ValueError), match=match):
         target.train(**{**ONE_EPOCH, **kwargs})
     assert not target.is_trained
 
