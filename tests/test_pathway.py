@@ -59,7 +59,11 @@ def test_gmt_dict_and_long_table_agree(lfc_table):
     from_dict = xs.tl.pathway_lfc(lfc_table, gmt_dict(), n_permutations=300)
     long = pd.DataFrame([(k, g) for k, v in gmt_dict().items() for g in v], columns=["source", "target"])
     from_long = xs.tl.pathway_lfc(lfc_table, long.assign(weight=1.0), n_permutations=300)
-    for other in (from_str, from_dict, from_long):
+    padded = {name: [f" {g} " for g in genes] + genes[:2] for name, genes in gmt_dict().items()}
+    from_padded = xs.tl.pathway_lfc(lfc_table, padded, n_permutations=300)  # spaces, repeats
+    categorical = long.astype("category")  # as decoupler may return it
+    from_categorical = xs.tl.pathway_lfc(lfc_table, categorical, n_permutations=300)
+    for other in (from_str, from_dict, from_long, from_padded, from_categorical):
         pd.testing.assert_frame_equal(from_gmt, other)
     assert list(from_gmt.columns) == [
         "cell_type",
@@ -237,16 +241,18 @@ def test_plot_heatmap(lfc_table):
 def test_plot_marks_conserved_pathways():
     res = pd.DataFrame(
         {
-            "cell_type": ["a", "a", "a"],
-            "pathway": ["SAME", "BIG_NS", "DIFF"],
-            "mean_lfc": [0.1, 1.0, -1.5],
-            "pval_adj": [0.8, 0.3, 0.001],
+            "cell_type": ["a", "a", "a", "b"],
+            "pathway": ["SAME", "BIG_NS", "DIFF", "SAME"],
+            "mean_lfc": [0.1, 1.0, -1.5, 0.0],
+            "pval_adj": [0.8, 0.3, 0.001, 0.9],
         }
     )
     ax = xs.pl.pathway_lfc(res, conserved_lfc=0.25, show=False)
     labels = [t.get_text() for t in ax.get_xticklabels()]
-    marks = {labels[round(t.get_position()[0])]: t.get_text() for t in ax.texts}
-    assert marks == {"SAME": "=", "DIFF": "*"}
+    assert labels == ["DIFF", "BIG_NS", "SAME"]  # divergent first, then by mean |LFC|
+    marks = {(round(t.get_position()[1]), labels[round(t.get_position()[0])]): t.get_text() for t in ax.texts}
+    assert marks == {(0, "SAME"): "=", (0, "DIFF"): "*", (1, "SAME"): "="}  # b x DIFF, BIG_NS: not tested
+    assert np.ma.is_masked(ax.get_images()[0].get_array()[1, 0])  # drawn grey
     plt.close("all")
 
 

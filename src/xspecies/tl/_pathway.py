@@ -13,7 +13,7 @@ from scipy.stats import false_discovery_control
 
 GeneSets = str | Path | Mapping[str, Iterable[str]] | pd.DataFrame
 _SYMBOL_COLUMNS = {"target": "gene_target", "context": "gene_context"}
-_CHUNK = 256  # permutations drawn at once (memory: _CHUNK x genes integers)
+_CHUNK = 256  # permutations drawn at once (memory: _CHUNK x genes random keys)
 
 
 def _read_gmt(path: str | Path) -> pd.DataFrame:
@@ -67,13 +67,14 @@ def _gene_sets(gene_sets: GeneSets) -> pd.DataFrame:
     long = _long_table(gene_sets)
     if long.empty:
         raise ValueError("no gene sets given (the collection is empty)")
-    long = long.assign(target=long["target"].where(long["target"].notna(), None))
-    has_gene = long["target"].map(lambda g: g is not None and str(g).strip() != "")
-    empty = sorted(set(long["source"]) - set(long.loc[has_gene, "source"]))
+    genes = long["target"].astype(object)
+    genes = genes.where(genes.isna(), genes.astype(str).str.strip()).replace("", None)
+    long = long.assign(target=genes)
+    empty = sorted(set(long["source"]) - set(long.loc[genes.notna(), "source"]))
     if empty:
         raise ValueError(f"gene sets without genes: {empty[:10]}{' ...' if len(empty) > 10 else ''}")
-    long = long[has_gene].astype({"target": str})
-    return long.drop_duplicates().rename(columns={"source": "pathway", "target": "gene"})
+    long = long[genes.notna()].drop_duplicates()
+    return long.rename(columns={"source": "pathway", "target": "gene"}).reset_index(drop=True)
 
 
 def _symbol_column(lfc: pd.DataFrame, genes: pd.Series, symbols: str) -> str:
@@ -106,17 +107,18 @@ def _permutation_pvalues(
 ) -> np.ndarray:
     """P-values of the mean of ``observed`` sets against the means of random sets of ``sizes`` genes.
 
-    Each permutation shuffles the gene universe once; the random set of size ``k`` is its first ``k``
-    genes, so one prefix sum gives the null means of all sizes at once.
+    Each permutation orders the gene universe by uniform random keys; the random set of size ``k`` is
+    its first ``k`` genes, so one prefix sum gives the null means of all sizes at once. Only the first
+    ``max(sizes)`` genes are ordered (partition, then sort of those).
     """
     center = universe.mean()
     max_size = int(sizes.max())
     tolerance = 1e-12 * max(1.0, float(np.abs(universe).max()))
     exceed = np.zeros(len(sizes), dtype=np.int64)
-    order = np.broadcast_to(np.arange(len(universe)), (_CHUNK, len(universe)))
     for start in range(0, n_permutations, _CHUNK):
-        n = min(_CHUNK, n_permutations - start)
-        picks = rng.permuted(order[:n], axis=1)[:, :max_size]
+        keys = rng.random((min(_CHUNK, n_permutations - start), len(universe)))
+        picks = np.argpartition(keys, max_size - 1, axis=1)[:, :max_size]
+        picks = np.take_along_axis(picks, np.take_along_axis(keys, picks, 1).argsort(axis=1), 1)
         null = np.cumsum(universe[picks], axis=1)[:, sizes - 1] / sizes  # (n, n_sets)
         if alternative == "greater":
             hit = null >= observed - tolerance
