@@ -5,6 +5,7 @@ from ._heatmaps import celltype_similarity, confusion_matrix
 from ._history import history
 from ._lfc import lfc, lfc_comparison
 from ._palette import palette
+from ._pathway import pathway_lfc
 from ._scice import scice
 from ._similarity import similarity
 from ._transfer import transfer_accuracy
@@ -19,6 +20,7 @@ __all__ = [
     "lfc",
     "lfc_comparison",
     "palette",
+    "pathway_lfc",
     "scice",
     "similarity",
     "transfer_accuracy",
