@@ -25,6 +25,8 @@ def check_pair(target, context) -> None:
         Expected :class:`~xspecies.model.ContextModel`.
     """
     from xspecies.model import ContextModel, TargetModel
+    from xspecies.model._base import require_trained
+    from xspecies.model._target import check_built_from
 
     if not isinstance(target, TargetModel) or not isinstance(context, ContextModel):
         raise TypeError(
@@ -32,8 +34,7 @@ def check_pair(target, context) -> None:
             f"({type(target).__name__}, {type(context).__name__})"
         )
     for name, model in (("target", target), ("context", context)):
-        if not model.is_trained:
-            raise ValueError(f"the {name} model is not trained: call {name}.train() first")
+        require_trained(model, name)
         if model.adata is None:
             raise ValueError(f"the {name} model has no AnnData attached")
     if context.adata.n_obs != target.module.context_qz_mean.shape[0]:
@@ -41,6 +42,7 @@ def check_pair(target, context) -> None:
             f"the target model was built from a context with {target.module.context_qz_mean.shape[0]} "
             f"cells, but this context model has {context.adata.n_obs}"
         )
+    check_built_from(target, context)
     saved = getattr(target, "context_var_names_", None)
     if saved is not None and not np.array_equal(saved, context.adata.var_names.astype(str).to_numpy()):
         raise ValueError("the target model was built from a context with other genes (or another gene order)")
