@@ -6,22 +6,21 @@ neighbour search) -> :mod:`xspecies.model` (context and target models) -> :mod:`
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from . import datasets, pl, pp, tl
+from ._lazy import attach
+
+if TYPE_CHECKING:
+    from . import datasets, model, pl, pp, tl
 
 try:
     __version__ = version("xspecies")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
 
-
-def __getattr__(name: str):
-    # the model sub-package imports torch and scvi-tools: load it on first use only
-    if name == "model":
-        import importlib
-
-        return importlib.import_module("xspecies.model")
-    raise AttributeError(f"module 'xspecies' has no attribute {name!r}")
+# sub-packages load on first use (xs.pp, xs.model, ...): import xspecies imports none of scanpy, anndata,
+# torch, scvi-tools or matplotlib
+__getattr__, __dir__ = attach(__name__, __file__)
 
 
 __all__ = ["datasets", "model", "pl", "pp", "tl", "__version__"]
