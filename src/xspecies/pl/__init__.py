@@ -1,15 +1,23 @@
 """Plotting functions (matplotlib) for cross-species analyses and scICE."""
 
-from ._embedding import embedding_2d
-from ._heatmaps import celltype_similarity, confusion_matrix
-from ._history import history
-from ._lfc import lfc, lfc_comparison
-from ._palette import palette
-from ._pathway import pathway_lfc
-from ._scice import scice
-from ._similarity import similarity
-from ._transfer import transfer_accuracy
-from ._utils import finalize
+from typing import TYPE_CHECKING
+
+from xspecies._lazy import attach
+
+if TYPE_CHECKING:
+    from ._embedding import embedding_2d
+    from ._heatmaps import celltype_similarity, confusion_matrix
+    from ._history import history
+    from ._lfc import lfc, lfc_comparison
+    from ._palette import palette
+    from ._pathway import pathway_lfc
+    from ._scice import scice
+    from ._similarity import similarity
+    from ._transfer import transfer_accuracy
+    from ._utils import finalize
+
+# names load on first use: matplotlib is imported only when a plotting function is first reached
+__getattr__, __dir__ = attach(__name__, __file__)
 
 __all__ = [
     "celltype_similarity",
