@@ -84,7 +84,14 @@ def _class_members() -> dict[str, dict[str, list[str]]]:
         cls = getattr(xspecies.model, name)
         if not inspect.isclass(cls):
             continue
-        ours = {a for k in cls.__mro__ if k.__module__.startswith("xspecies") for a in vars(k)}
+        # wrappers of scvi-tools methods (e.g. the trained-model check) keep scvi-tools' docstrings: named only
+        ours = {
+            a
+            for k in cls.__mro__
+            if k.__module__.startswith("xspecies")
+            for a, v in vars(k).items()
+            if not getattr(getattr(v, "__wrapped__", None), "__module__", "").startswith("scvi")
+        }
         scvi = {a for k in cls.__mro__ if k.__module__.startswith("scvi") for a in vars(k)} - ours
         shown = sorted(a for a in ours | (scvi & set(SCVI_MEMBERS_SHOWN)) if not a.startswith("_"))
         named = sorted(a for a in scvi if not a.startswith("_") and a not in shown)

@@ -86,7 +86,7 @@ def prepare(
        removed.
     4. ``hvg`` (when ``n_top_genes``): genes are subset to the ``n_top_genes`` highly variable genes
        (``seurat_v3`` on the counts, per batch when ``batch_key`` is given). Every batch must keep at
-       least 20 cells (:data:`MIN_HVG_BATCH_SIZE`: the per-batch fit fails on fewer), else a
+       least 20 cells (the per-batch fit fails on fewer), else a
        ValueError names the batch before anything is changed.
 
     Nothing is removed silently: every removed batch, cell type, group of cells and the genes dropped
