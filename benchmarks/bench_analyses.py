@@ -188,7 +188,7 @@ def figures(folder: Path, human, mouse, target, context, sim, lfc, observed, sim
     sc.tl.umap(both, random_state=0)
     xs.pl.embedding_2d(both, color=LABELS, species_names=("mouse", "human"), save=folder / "embedding.png")
     xs.pl.embedding_2d(both, color=LABELS, layout="joint", save=folder / "embedding_joint.png")
-    xs.pl.similarity(
+    xs.pl.similar_cells(
         both,
         None,
         similar,
@@ -200,11 +200,11 @@ def figures(folder: Path, human, mouse, target, context, sim, lfc, observed, sim
     xs.pl.celltype_similarity(
         sim, target_name="human", context_name="mouse", save=folder / "celltype_sim.png"
     )
-    xs.pl.lfc(lfc, species_names=("human", "mouse"), save=folder / "lfc.png")
+    xs.pl.homologous_lfc(lfc, species_names=("human", "mouse"), save=folder / "lfc.png")
     xs.pl.lfc_comparison(lfc, observed, save=folder / "lfc_comparison.png")
     xs.pl.history(target, save=folder / "history_target.png")
     xs.pl.history(context, save=folder / "history_context.png")
-    xs.tl.transfer_labels(target, context, LABELS, progress_bar=False)
+    xs.tl.transfer_labels(target, context, labels_key=LABELS, progress_bar=False)
     truth = human.obs[LABELS].astype(str)
     reports = {
         "data-level NNS": pd.crosstab(truth, human.obs[f"homology_{LABELS}"].astype(str)),
