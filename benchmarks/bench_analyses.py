@@ -123,14 +123,17 @@ def main() -> None:
         },
         "wall_time_s": times,
     }
-    similar = timed(times, "tl.similar_cells", xs.tl.similar_cells, target, context, 0, labels_key=LABELS)
+    similar = timed(
+        times, "tl.similar_cells", xs.tl.similar_cells, target, context, index=0, labels_key=LABELS
+    )
     results["similar_cells_target_label"] = str(human.obs[LABELS].iloc[0])
     results["similar_cells_top10_labels"] = similar[LABELS].head(10).tolist()
 
+    labels = {"target_labels_key": LABELS, "context_labels_key": LABELS}
     lfc = timed(
-        times, "tl.homologous_lfc", xs.tl.homologous_lfc, target, context, LABELS, LABELS, progress_bar=False
+        times, "tl.homologous_lfc", xs.tl.homologous_lfc, target, context, **labels, progress_bar=False
     )
-    observed = timed(times, "tl.data_lfc", xs.tl.data_lfc, target, context, LABELS, LABELS)
+    observed = timed(times, "tl.data_lfc", xs.tl.data_lfc, target, context, **labels)
     merged = lfc.merge(
         observed, on=["cell_type", "gene_target", "gene_context"], suffixes=("_model", "_data")
     )
@@ -158,8 +161,7 @@ def main() -> None:
             xs.tl.celltype_similarity,
             target,
             context,
-            LABELS,
-            LABELS,
+            **labels,
             progress_bar=False,
         )
         best = sim.idxmax(axis=1)
@@ -192,7 +194,7 @@ def figures(folder: Path, human, mouse, target, context, sim, lfc, observed, sim
         both,
         None,
         similar,
-        0,
+        index=0,
         labels_key=LABELS,
         species_names=("mouse", "human"),
         save=folder / "similarity.png",

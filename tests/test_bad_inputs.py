@@ -500,6 +500,8 @@ def test_evaluate_transfer_leaves_missing_labels_out():
     assert report.balanced_accuracy == pytest.approx(0.5)  # 0.667 when "nan" counted as a type
     assert report.n_missing == 2 and report.n_cells == 4
     assert "nan" not in report.confusion.index and "nan" not in report.confusion.columns
+    stored = adata.uns.pop("pred_evaluation")  # the report is stored, nothing else is changed
+    assert stored["n_missing"] == 2 and stored["params"]["key"] == "pred"
     assert checksum(adata) == before
     adata.obs["pred"] = pd.Categorical([None] * 6, categories=["A"])
     assert_unchanged(
