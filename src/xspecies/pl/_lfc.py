@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -66,7 +67,7 @@ def homologous_lfc(
     key: str = "homologous_lfc",
     prob_delta: float = 0.9,
     n_top: int = 5,
-    label: str = "gene_target",
+    label: Literal["gene_target", "gene_context"] = "gene_target",
     show_random: bool = True,
     species_names: Sequence[str] = ("target", "context"),
     ncols: int = 3,
