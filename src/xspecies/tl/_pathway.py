@@ -156,7 +156,7 @@ def pathway_lfc(
     - ``n_genes``: the number of its genes in the table;
     - ``mean_lfc``: their mean LFC (target / context);
     - ``frac_called``: the share of its genes with ``p = P(|LFC| > lfc_delta)`` at least ``prob_delta``
-      (the genes :func:`xspecies.pl.lfc` calls up or down; only when the table has a ``p`` column);
+      (the genes :func:`xspecies.pl.homologous_lfc` calls up or down; only when the table has a ``p`` column);
     - ``pval``: a permutation p-value of ``mean_lfc`` against the means of ``n_permutations`` random
       gene sets of the same size drawn without replacement from the cell type's genes in the table,
       ``(1 + #{as or more extreme}) / (1 + n_permutations)``; two-sided means farther from the mean LFC
