@@ -56,7 +56,8 @@ def similar_cells(
         ``uns[key]`` of the target AnnData (of ``context`` when ``target`` is ``None``).
     index
         The target cell: row position or obs name in the target data; default the cell recorded with
-        the result (``uns[key]["params"]["index"]``, or ``similar.attrs["target_obs_name"]``).
+        the result (``similar.attrs["target_obs_name"]``, or ``uns[key]["params"]["index"]`` when the
+        table is read from the AnnData).
     key
         The ``key_added`` of :func:`xspecies.tl.similar_cells`, read when ``similar`` or ``index`` is
         not given.
@@ -98,13 +99,16 @@ def similar_cells(
     >>> ax.get_title()
     'target cell h3'
     """
-    stored = (context if target is None else target).uns.get(key, {})
-    if similar is None:
-        similar = as_table(context if target is None else target, key, "tl.similar_cells")
+    holder = context if target is None else target
+    if similar is None:  # the table and its cell from the result stored by tl.similar_cells
+        similar = as_table(holder, key, "tl.similar_cells")
+        recorded = dict(holder.uns[key].get("params", {})).get("index")
+    else:
+        recorded = similar.attrs.get("target_obs_name")
     if index is None:
-        index = dict(stored.get("params", {})).get("index", similar.attrs.get("target_obs_name"))
-        if index is None:
-            raise ValueError(f"pass index: no target cell is recorded in uns[{key!r}] nor in similar.attrs")
+        if recorded is None:
+            raise ValueError(f"pass index: no target cell is recorded with the result (key={key!r})")
+        index = recorded
     for column in ("context_index", "similarity"):
         if column not in similar:
             raise KeyError(f"column {column!r} not found in similar (expected tl.similar_cells output)")
