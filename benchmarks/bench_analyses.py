@@ -123,14 +123,17 @@ def main() -> None:
         },
         "wall_time_s": times,
     }
-    similar = timed(times, "tl.similar_cells", xs.tl.similar_cells, target, context, 0, labels_key=LABELS)
+    similar = timed(
+        times, "tl.similar_cells", xs.tl.similar_cells, target, context, index=0, labels_key=LABELS
+    )
     results["similar_cells_target_label"] = str(human.obs[LABELS].iloc[0])
     results["similar_cells_top10_labels"] = similar[LABELS].head(10).tolist()
 
+    labels = {"target_labels_key": LABELS, "context_labels_key": LABELS}
     lfc = timed(
-        times, "tl.homologous_lfc", xs.tl.homologous_lfc, target, context, LABELS, LABELS, progress_bar=False
+        times, "tl.homologous_lfc", xs.tl.homologous_lfc, target, context, **labels, progress_bar=False
     )
-    observed = timed(times, "tl.data_lfc", xs.tl.data_lfc, target, context, LABELS, LABELS)
+    observed = timed(times, "tl.data_lfc", xs.tl.data_lfc, target, context, **labels)
     merged = lfc.merge(
         observed, on=["cell_type", "gene_target", "gene_context"], suffixes=("_model", "_data")
     )
@@ -158,8 +161,7 @@ def main() -> None:
             xs.tl.celltype_similarity,
             target,
             context,
-            LABELS,
-            LABELS,
+            **labels,
             progress_bar=False,
         )
         best = sim.idxmax(axis=1)
@@ -188,11 +190,11 @@ def figures(folder: Path, human, mouse, target, context, sim, lfc, observed, sim
     sc.tl.umap(both, random_state=0)
     xs.pl.embedding_2d(both, color=LABELS, species_names=("mouse", "human"), save=folder / "embedding.png")
     xs.pl.embedding_2d(both, color=LABELS, layout="joint", save=folder / "embedding_joint.png")
-    xs.pl.similarity(
+    xs.pl.similar_cells(
         both,
         None,
         similar,
-        0,
+        index=0,
         labels_key=LABELS,
         species_names=("mouse", "human"),
         save=folder / "similarity.png",
@@ -200,11 +202,11 @@ def figures(folder: Path, human, mouse, target, context, sim, lfc, observed, sim
     xs.pl.celltype_similarity(
         sim, target_name="human", context_name="mouse", save=folder / "celltype_sim.png"
     )
-    xs.pl.lfc(lfc, species_names=("human", "mouse"), save=folder / "lfc.png")
+    xs.pl.homologous_lfc(lfc, species_names=("human", "mouse"), save=folder / "lfc.png")
     xs.pl.lfc_comparison(lfc, observed, save=folder / "lfc_comparison.png")
     xs.pl.history(target, save=folder / "history_target.png")
     xs.pl.history(context, save=folder / "history_context.png")
-    xs.tl.transfer_labels(target, context, LABELS, progress_bar=False)
+    xs.tl.transfer_labels(target, context, labels_key=LABELS, progress_bar=False)
     truth = human.obs[LABELS].astype(str)
     reports = {
         "data-level NNS": pd.crosstab(truth, human.obs[f"homology_{LABELS}"].astype(str)),

@@ -126,7 +126,7 @@ def run_seed(seed: int, epochs: int, data: Path, n_top: int) -> dict:
         xs.tl.transfer_labels(target, context, labels_key=LABELS, progress_bar=False)
         t_transfer, c_transfer = time.perf_counter() - start, time.process_time() - cpu0
 
-    report = xs.tl.evaluate_transfer(human, f"xspecies_{LABELS}", LABELS, context=mouse)
+    report = xs.tl.evaluate_transfer(human, labels_key=LABELS, key=f"xspecies_{LABELS}", context=mouse)
     true = human.obs[LABELS].astype(str).to_numpy()
     novel = true == NOVEL
     evaluated = novel | np.isin(true, report.shared_types)

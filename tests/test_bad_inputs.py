@@ -348,7 +348,7 @@ def test_homology_neighbors_parameters(pair, case):
     name = case.split("=")[0]
     assert_unchanged(
         [target, context],
-        lambda: xs.pp.homology_neighbors(target, context, "cell_type", **kwargs),
+        lambda: xs.pp.homology_neighbors(target, context, labels_key="cell_type", **kwargs),
         ValueError,
         rf"^{name} must be an integer",
     )
@@ -379,7 +379,7 @@ def test_homology_neighbors_cells_without_counts(pair, which, match):
         _zero_rows(context, slice(5, None))
     assert_unchanged(
         [target, context],
-        lambda: xs.pp.homology_neighbors(target, context, "cell_type", n_neighbors=10, n_vote=5),
+        lambda: xs.pp.homology_neighbors(target, context, labels_key="cell_type", n_neighbors=10, n_vote=5),
         ValueError,
         match,
     )
@@ -388,7 +388,9 @@ def test_homology_neighbors_cells_without_counts(pair, which, match):
 def test_context_cells_without_counts_are_never_neighbours(pair):
     target, context = (a.copy() for a in pair)
     _zero_rows(context, [0, 1, 2])
-    xs.pp.homology_neighbors(target, context, "cell_type", n_neighbors=20, n_vote=5, metric="euclidean")
+    xs.pp.homology_neighbors(
+        target, context, labels_key="cell_type", n_neighbors=20, n_vote=5, metric="euclidean"
+    )
     assert not np.isin(target.obsm["homology_neighbors"], [0, 1, 2]).any()
 
 
@@ -397,7 +399,7 @@ def test_homology_neighbors_labels(pair):
     context.obs["cell_type"] = pd.Categorical([np.nan] * context.n_obs, categories=["alpha"])
     assert_unchanged(
         [target, context],
-        lambda: xs.pp.homology_neighbors(target, context, "cell_type", n_neighbors=10, n_vote=5),
+        lambda: xs.pp.homology_neighbors(target, context, labels_key="cell_type", n_neighbors=10, n_vote=5),
         ValueError,
         r"context.obs\['cell_type'\] holds only missing",
     )
@@ -405,7 +407,7 @@ def test_homology_neighbors_labels(pair):
     labels = np.array(["alpha"] * context.n_obs, dtype=object)
     labels[1:] = None
     context.obs["cell_type"] = pd.Categorical(labels)
-    xs.pp.homology_neighbors(target, context, "cell_type", n_neighbors=10, n_vote=3)
+    xs.pp.homology_neighbors(target, context, labels_key="cell_type", n_neighbors=10, n_vote=3)
     voted = target.obs["homology_cell_type"]
     has_labelled_voter = (target.obsm["homology_neighbors"][:, :3] == 0).any(axis=1)
     assert (voted.isna().to_numpy() == ~has_labelled_voter).all()
@@ -444,10 +446,12 @@ def test_homology_neighbors_on_a_view_and_bad_counts(pair):
 
 def test_homology_neighbors_csr_array_and_fingerprint(pair):
     target, context = pair
-    expected = xs.pp.homology_neighbors(target, context, "cell_type", n_neighbors=10, n_vote=5, copy=True)
+    expected = xs.pp.homology_neighbors(
+        target, context, labels_key="cell_type", n_neighbors=10, n_vote=5, copy=True
+    )
     t_arr, c_arr = target.copy(), context.copy()
     t_arr.X, c_arr.X = sparse.csr_array(t_arr.X), sparse.csr_array(c_arr.X)
-    xs.pp.homology_neighbors(t_arr, c_arr, "cell_type", n_neighbors=10, n_vote=5)
+    xs.pp.homology_neighbors(t_arr, c_arr, labels_key="cell_type", n_neighbors=10, n_vote=5)
     np.testing.assert_array_equal(t_arr.obsm["homology_neighbors"], expected.obsm["homology_neighbors"])
     assert t_arr.uns["homology"]["context_fingerprint"] == context_fingerprint(context)
 
@@ -492,14 +496,19 @@ def test_evaluate_transfer_leaves_missing_labels_out():
     adata.obs["pred"] = pd.Categorical(["A", "B", "B", "A", None, None])
     before = checksum(adata)
     with pytest.warns(UserWarning, match="2 cells without a true or predicted label are left out"):
-        report = xs.tl.evaluate_transfer(adata, "pred", "true")
+        report = xs.tl.evaluate_transfer(adata, labels_key="true", key="pred")
     assert report.balanced_accuracy == pytest.approx(0.5)  # 0.667 when "nan" counted as a type
     assert report.n_missing == 2 and report.n_cells == 4
     assert "nan" not in report.confusion.index and "nan" not in report.confusion.columns
+    stored = adata.uns.pop("pred_evaluation")  # the report is stored, nothing else is changed
+    assert stored["n_missing"] == 2 and stored["params"]["key"] == "pred"
     assert checksum(adata) == before
     adata.obs["pred"] = pd.Categorical([None] * 6, categories=["A"])
     assert_unchanged(
-        [adata], lambda: xs.tl.evaluate_transfer(adata, "pred", "true"), ValueError, "every cell lacks"
+        [adata],
+        lambda: xs.tl.evaluate_transfer(adata, labels_key="true", key="pred"),
+        ValueError,
+        "every cell lacks",
     )
 
 
@@ -509,7 +518,7 @@ def test_evaluate_transfer_missing_prediction_is_left_out():
     adata.obs["pred"] = pd.Categorical(["A", None, "B", "A"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        report = xs.tl.evaluate_transfer(adata, "pred", "true")
+        report = xs.tl.evaluate_transfer(adata, labels_key="true", key="pred")
     assert report.recall.to_dict() == {"A": 1.0, "B": 0.5} and report.n_missing == 1
 
 
@@ -527,7 +536,7 @@ def test_evaluate_transfer_missing_prediction_is_left_out():
 )
 def test_filter_outliers_bad_input(data, level, match):
     with pytest.raises(ValueError, match=match):
-        xs.tl.filter_outliers(data, level)
+        xs.tl.filter_outliers(data, confidence_level=level)
 
 
 # --- tl on models: transfer_labels ----------------------------------------------------------------------
@@ -581,7 +590,7 @@ def test_transfer_labels_checks_the_context_fingerprint_and_indices(models):
     try:
         assert_unchanged(
             [target.adata, context.adata],
-            lambda: xs.tl.transfer_labels(target, context, "cell_type", progress_bar=False),
+            lambda: xs.tl.transfer_labels(target, context, labels_key="cell_type", progress_bar=False),
             ValueError,
             r"uns\['homology'\] was computed against another context.*another order",
         )
@@ -593,7 +602,7 @@ def test_transfer_labels_checks_the_context_fingerprint_and_indices(models):
     try:
         assert_unchanged(
             [target.adata, context.adata],
-            lambda: xs.tl.transfer_labels(target, context, "cell_type", progress_bar=False),
+            lambda: xs.tl.transfer_labels(target, context, labels_key="cell_type", progress_bar=False),
             ValueError,
             r"out of range for a context of 80 cells, e.g. 85 in row 2",
         )
@@ -604,12 +613,14 @@ def test_transfer_labels_checks_the_context_fingerprint_and_indices(models):
 def test_transfer_labels_keys_follow_key_added(models):
     target, context = models
     adata = target.adata
-    xs.tl.transfer_labels(target, context, "cell_type", n_vote=5, key_added="first", progress_bar=False)
+    xs.tl.transfer_labels(
+        target, context, labels_key="cell_type", n_vote=5, key_added="first", progress_bar=False
+    )
     first = adata.obsm["first_candidates"].copy()
     xs.tl.transfer_labels(
         target,
         context,
-        "cell_type",
+        labels_key="cell_type",
         candidates="latent",
         n_candidates=15,
         key_added="second",

@@ -292,21 +292,29 @@ def test_transfer_on_synthetic(trained):
     context, target, _ = trained
     tgt = target.adata
     # default candidates: the data-level neighbours (30 stored), re-ranked by likelihood similarity
-    xs.tl.transfer_labels(target, context, "cell_type", n_candidates=40, n_vote=10, progress_bar=False)
-    assert tgt.uns["xspecies_cell_type"]["candidates"] == "homology"
+    xs.tl.transfer_labels(
+        target, context, labels_key="cell_type", n_candidates=40, n_vote=10, progress_bar=False
+    )
+    assert tgt.uns["xspecies_cell_type"]["params"]["candidates"] == "homology"
     np.testing.assert_array_equal(
         np.sort(tgt.obsm["xspecies_cell_type_candidates"], axis=1),
         np.sort(tgt.obsm["homology_neighbors"], axis=1),
     )
     # rank_prior: 0 ranks by the model alone, a huge prior keeps the data-level order
-    xs.tl.transfer_labels(target, context, "cell_type", rank_prior=0, progress_bar=False)
+    xs.tl.transfer_labels(target, context, labels_key="cell_type", rank_prior=0, progress_bar=False)
     assert (np.diff(tgt.obsm["xspecies_cell_type_similarity"], axis=1) <= 1e-6).all()
-    xs.tl.transfer_labels(target, context, "cell_type", rank_prior=1e6, progress_bar=False)
+    xs.tl.transfer_labels(target, context, labels_key="cell_type", rank_prior=1e6, progress_bar=False)
     np.testing.assert_array_equal(tgt.obsm["xspecies_cell_type_candidates"], tgt.obsm["homology_neighbors"])
     xs.tl.transfer_labels(
-        target, context, "cell_type", candidates="latent", n_candidates=40, n_vote=10, progress_bar=False
+        target,
+        context,
+        labels_key="cell_type",
+        candidates="latent",
+        n_candidates=40,
+        n_vote=10,
+        progress_bar=False,
     )
-    assert tgt.uns["xspecies_cell_type"]["candidates"] == "latent"
+    assert tgt.uns["xspecies_cell_type"]["params"]["candidates"] == "latent"
     obs = target.adata.obs
     assert set(obs["xspecies_cell_type"].cat.categories) <= {"type0", "type1", "type2"}
     conf = obs["xspecies_cell_type_confidence"].to_numpy()
@@ -324,20 +332,20 @@ def test_transfer_on_synthetic(trained):
     np.testing.assert_array_equal(obs["xspecies_cell_type"].cat.codes.to_numpy(), winner)
     np.testing.assert_allclose(obs["xspecies_cell_type_vote_share"], share, rtol=1e-6)
     with pytest.raises(ValueError, match="unknown weighting 'most'"):
-        xs.tl.transfer_labels(target, context, "cell_type", weighting="most")
+        xs.tl.transfer_labels(target, context, labels_key="cell_type", weighting="most")
     with pytest.raises(ValueError, match="unknown candidates 'data'"):
-        xs.tl.transfer_labels(target, context, "cell_type", candidates="data")
+        xs.tl.transfer_labels(target, context, labels_key="cell_type", candidates="data")
     # a target registered without the neighbour search: only latent candidates are possible
     bare = tgt.copy()
     model.TargetModel.setup_anndata(bare, batch_key="donor", homology_key=None)
     plain = model.TargetModel(bare, n_context_obs=context.adata.n_obs)
     plain.train(max_epochs=1, eta_max=0, enable_progress_bar=False, batch_size=64)
     with pytest.raises(KeyError, match="candidates='homology' needs the neighbour search"):
-        xs.tl.transfer_labels(plain, context, "cell_type", candidates="homology")
-    xs.tl.transfer_labels(plain, context, "cell_type", n_candidates=20, progress_bar=False)
-    assert bare.uns["xspecies_cell_type"]["candidates"] == "latent"
+        xs.tl.transfer_labels(plain, context, labels_key="cell_type", candidates="homology")
+    xs.tl.transfer_labels(plain, context, labels_key="cell_type", n_candidates=20, progress_bar=False)
+    assert bare.uns["xspecies_cell_type"]["params"]["candidates"] == "latent"
     with pytest.raises(KeyError, match="missing_key"):
-        xs.tl.transfer_labels(target, context, "missing_key")
+        xs.tl.transfer_labels(target, context, labels_key="missing_key")
 
 
 @pytest.mark.parametrize(("zinb", "per_row"), [(True, False), (False, False), (True, True)])

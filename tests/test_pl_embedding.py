@@ -36,7 +36,9 @@ def _point_colors(ax):
 
 def test_embedding_split_shares_colours(pair):
     context, target = pair
-    axes = xs.pl.embedding_2d(context, target, "cell_type", species_names=("mouse", "human"), show=False)
+    axes = xs.pl.embedding_2d(
+        context, target, color="cell_type", species_names=("mouse", "human"), show=False
+    )
     assert len(axes) == 2
     assert axes[0].get_title() == "mouse (cell_type, 60 cells)"
     assert axes[1].get_title() == "human (cell_type, 40 cells)"
@@ -70,23 +72,23 @@ def test_embedding_joint_from_concatenated(pair, tmp_path):
 def test_embedding_two_label_columns_and_errors(pair):
     context, target = pair
     target.obs["predicted"] = target.obs["cell_type"].astype(str)
-    axes = xs.pl.embedding_2d(context, target, ("cell_type", "predicted"), show=False)
+    axes = xs.pl.embedding_2d(context, target, color=("cell_type", "predicted"), show=False)
     assert axes[1].get_title().startswith("target (predicted")
     with pytest.raises(KeyError, match="X_pca"):
-        xs.pl.embedding_2d(context, target, "cell_type", basis="X_pca", show=False)
+        xs.pl.embedding_2d(context, target, color="cell_type", basis="X_pca", show=False)
     with pytest.raises(KeyError, match="missing"):
-        xs.pl.embedding_2d(context, target, "missing", show=False)
+        xs.pl.embedding_2d(context, target, color="missing", show=False)
     with pytest.raises(KeyError, match="species"):
         xs.pl.embedding_2d(context, color="cell_type", show=False)
     with pytest.raises(ValueError, match="layout"):
-        xs.pl.embedding_2d(context, target, "cell_type", layout="grid", show=False)
+        xs.pl.embedding_2d(context, target, color="cell_type", layout="grid", show=False)
     plt.close("all")
 
 
 def test_similarity_plot(pair):
     context, target = pair
     sim = pd.DataFrame({"context_index": np.arange(50), "similarity": -np.arange(50, dtype=float)})
-    ax = xs.pl.similarity(context, target, sim, "h3", labels_key="cell_type", show=False)
+    ax = xs.pl.similar_cells(context, target, sim, index="h3", labels_key="cell_type", show=False)
     assert ax.get_title() == f"target cell h3 ({target.obs['cell_type'].iloc[3]})"
     sizes = [len(c.get_offsets()) for c in ax.collections]
     # target background, context cells absent from the table, coloured context cells, the star
@@ -95,7 +97,7 @@ def test_similarity_plot(pair):
     coloured = ax.collections[2].get_array()
     assert coloured[-1] == 0.0  # most similar drawn last
     with pytest.raises(IndexError, match="out of range"):
-        xs.pl.similarity(context, target, sim, 40, show=False)
+        xs.pl.similar_cells(context, target, sim, index=40, show=False)
     with pytest.raises(KeyError, match="similarity"):
-        xs.pl.similarity(context, target, sim.drop(columns="similarity"), 0, show=False)
+        xs.pl.similar_cells(context, target, sim.drop(columns="similarity"), index=0, show=False)
     plt.close("all")

@@ -32,7 +32,7 @@ def lfc_table():
 
 
 def test_lfc_annotates_top_genes(lfc_table):
-    axes = xs.pl.lfc(lfc_table, prob_delta=0.9, n_top=3, show=False)
+    axes = xs.pl.homologous_lfc(lfc_table, prob_delta=0.9, n_top=3, show=False)
     assert [ax.get_title() for ax in axes] == ["alpha (40 genes)", "beta (40 genes)"]
     names = [t.get_text() for t in axes[0].texts]
     # largest and smallest LFC among genes with p >= 0.9
@@ -46,15 +46,17 @@ def test_lfc_annotates_top_genes(lfc_table):
 
 
 def test_lfc_selection_and_errors(lfc_table):
-    fig = xs.pl.lfc(lfc_table, "beta", label="gene_context", show_random=False, return_fig=True)
+    fig = xs.pl.homologous_lfc(
+        lfc_table, cell_types="beta", label="gene_context", show_random=False, return_fig=True
+    )
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     assert ax.get_title() == "beta (40 genes)"
     assert all(t.get_text().islower() for t in ax.texts)
     with pytest.raises(ValueError, match="gamma"):
-        xs.pl.lfc(lfc_table, ["gamma"], show=False)
+        xs.pl.homologous_lfc(lfc_table, cell_types=["gamma"], show=False)
     with pytest.raises(KeyError, match="p_rand"):
-        xs.pl.lfc(lfc_table.drop(columns="p_rand"), show=False)
+        xs.pl.homologous_lfc(lfc_table.drop(columns="p_rand"), show=False)
     plt.close("all")
 
 

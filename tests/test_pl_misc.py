@@ -40,7 +40,7 @@ def test_history_groups_train_and_validation():
     assert [line.get_label() for line in axes[0].lines] == ["train", "validation"]
     assert len(axes[0].lines[0].get_xdata()) == 4
     with pytest.raises(KeyError, match="missing"):
-        xs.pl.history(hist, ["missing"], show=False)
+        xs.pl.history(hist, keys=["missing"], show=False)
     with pytest.raises(ValueError, match="no training history"):
         xs.pl.history({}, show=False)
     plt.close("all")

@@ -19,7 +19,7 @@ def test_evaluate_transfer_shared_types():
     true = ["a"] * 4 + ["b"] * 2 + ["novel"] * 3
     pred = ["a", "a", "a", "b", "b", "a", "a", "b", "b"]
     context = _obs_adata(["a", "b", "c"], ["a", "b", "c"])
-    report = xs.tl.evaluate_transfer(_obs_adata(true, pred), "pred", "true", context=context)
+    report = xs.tl.evaluate_transfer(_obs_adata(true, pred), labels_key="true", key="pred", context=context)
     assert report.shared_types == ["a", "b"]
     assert report.recall.to_dict() == {"a": 0.75, "b": 0.5}
     assert report.balanced_accuracy == pytest.approx(0.625)
@@ -34,9 +34,9 @@ def test_evaluate_transfer_shared_types():
 def test_evaluate_transfer_errors():
     adata = _obs_adata(["a", "b"], ["a", "b"])
     with pytest.raises(KeyError, match="missing"):
-        xs.tl.evaluate_transfer(adata, "missing", "true")
+        xs.tl.evaluate_transfer(adata, labels_key="true", key="missing")
     with pytest.raises(ValueError, match="No true target type"):
-        xs.tl.evaluate_transfer(adata, "pred", "true", context=_obs_adata(["x"], ["x"]))
+        xs.tl.evaluate_transfer(adata, labels_key="true", key="pred", context=_obs_adata(["x"], ["x"]))
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_end_to_end_demo(demo_pair):
     assert "xspecies_cell_ontology_class" in human.obs
     assert "xspecies_cell_ontology_class_confidence" in human.obs
     report = xs.tl.evaluate_transfer(
-        human, "xspecies_cell_ontology_class", "cell_ontology_class", context=mouse
+        human, labels_key="cell_ontology_class", key="xspecies_cell_ontology_class", context=mouse
     )
     # few epochs on half the cells: the large types must transfer, rare ones (1-4 cells) may not
     assert report.accuracy > 0.6, report.recall

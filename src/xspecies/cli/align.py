@@ -295,7 +295,7 @@ def run_alignment(
     _say(verbose, "[5/6] label transfer")
     start = time.perf_counter()
     xs.tl.transfer_labels(
-        target_model, context_model, labels_key, n_candidates=n_neighbors, progress_bar=verbose
+        target_model, context_model, labels_key=labels_key, n_candidates=n_neighbors, progress_bar=verbose
     )
     timings["transfer_s"] = time.perf_counter() - start
     pred_key = f"xspecies_{labels_key}"
@@ -317,7 +317,7 @@ def run_alignment(
     evaluation = None
     if target_labels_key is not None:
         evaluation = xs.tl.evaluate_transfer(
-            target, pred_key, target_labels_key, context=context, context_labels_key=labels_key
+            target, labels_key=target_labels_key, key=pred_key, context=context, context_labels_key=labels_key
         )
         report.update(evaluation.to_dict())
     with atomic_entries(output) as out:

@@ -8,11 +8,11 @@ if TYPE_CHECKING:
     from ._embedding import embedding_2d
     from ._heatmaps import celltype_similarity, confusion_matrix
     from ._history import history
-    from ._lfc import lfc, lfc_comparison
+    from ._lfc import homologous_lfc, lfc_comparison
     from ._palette import palette
     from ._pathway import pathway_lfc
     from ._scice import scice
-    from ._similarity import similarity
+    from ._similar_cells import similar_cells
     from ._transfer import transfer_accuracy
     from ._utils import finalize
 
@@ -25,11 +25,11 @@ __all__ = [
     "embedding_2d",
     "finalize",
     "history",
-    "lfc",
+    "homologous_lfc",
     "lfc_comparison",
     "palette",
     "pathway_lfc",
     "scice",
-    "similarity",
+    "similar_cells",
     "transfer_accuracy",
 ]

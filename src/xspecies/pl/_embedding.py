@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -98,15 +99,15 @@ def _label_columns(color: str | Sequence[str], species: Sequence[str]) -> dict[s
 def embedding_2d(
     context: AnnData,
     target: AnnData | None = None,
-    color: str | Sequence[str] = "cell_type",
     *,
+    color: str | Sequence[str] = "cell_type",
     basis: str = "X_umap",
     species_key: str = "species",
     species_names: Sequence[str] | None = None,
-    layout: str = "split",
+    layout: Literal["split", "joint"] = "split",
     palette: Mapping[str, str] | None = None,
     size: float | None = None,
-    legend_loc: str = "right margin",
+    legend_loc: Literal["right margin", "none"] = "right margin",
     ax: Axes | Sequence[Axes] | None = None,
     show: bool | None = None,
     save: str | Path | None = None,
@@ -154,10 +155,19 @@ def embedding_2d(
 
     Examples
     --------
+    Both species on a made-up shared embedding (in practice a UMAP of the aligned latent space):
+
+    >>> import numpy as np
     >>> import xspecies as xs
+    >>> mouse, human = xs.datasets.pancreas("mouse"), xs.datasets.pancreas("human")
+    >>> rng = np.random.default_rng(0)
+    >>> mouse.obsm["X_umap"] = rng.normal(size=(mouse.n_obs, 2))
+    >>> human.obsm["X_umap"] = rng.normal(size=(human.n_obs, 2))
     >>> axes = xs.pl.embedding_2d(
-    ...     mouse, human, color=("cell_type", "xspecies_cell_type"), species_names=("mouse", "human")
+    ...     mouse, human, color="cell_ontology_class", species_names=("mouse", "human"), show=False
     ... )
+    >>> axes[1].get_title()
+    'human (cell_ontology_class, 2,142 cells)'
     """
     if layout not in ("split", "joint"):
         raise ValueError(f"layout must be 'split' or 'joint', got {layout!r}")

@@ -7,8 +7,11 @@ from pathlib import Path
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
+
+from xspecies.tl._results import as_table, read_result
 
 from ._palette import text_color
 from ._utils import finalize, new_axes
@@ -43,8 +46,9 @@ def _figsize(df: pd.DataFrame) -> tuple[float, float]:
 
 
 def celltype_similarity(
-    df: pd.DataFrame,
+    data: pd.DataFrame | AnnData,
     *,
+    key: str = "celltype_similarity",
     n_ranks: int = 2,
     cmap: str = "viridis",
     target_name: str = "target",
@@ -61,8 +65,11 @@ def celltype_similarity(
 
     Parameters
     ----------
-    df
-        Output of :func:`xspecies.tl.celltype_similarity` (higher = more similar).
+    data
+        Output of :func:`xspecies.tl.celltype_similarity` (higher = more similar), or the AnnData holding
+        it (``target.adata``).
+    key
+        With an AnnData: the ``key_added`` of :func:`xspecies.tl.celltype_similarity`.
     n_ranks
         Number of best context types numbered per row (0 for none).
     cmap
@@ -79,10 +86,19 @@ def celltype_similarity(
 
     Examples
     --------
+    A table of the layout of :func:`xspecies.tl.celltype_similarity` (with trained models:
+    ``xs.pl.celltype_similarity(target.adata)``):
+
+    >>> import pandas as pd
     >>> import xspecies as xs
-    >>> sim = xs.tl.celltype_similarity(human_model, mouse_model, "cell_type", "cell_type")
-    >>> xs.pl.celltype_similarity(sim, target_name="human", context_name="mouse")
+    >>> sim = pd.DataFrame(
+    ...     [[-1.0, -9.0], [-8.0, -2.0]], index=["alpha", "beta"], columns=["alpha", "beta"]
+    ... )
+    >>> ax = xs.pl.celltype_similarity(sim, target_name="human", context_name="mouse", show=False)
+    >>> ax.get_ylabel()
+    'human cell type'
     """
+    df = as_table(data, key, "tl.celltype_similarity")
     if df.empty:
         raise ValueError("the similarity table is empty")
     if n_ranks < 0:
@@ -99,8 +115,9 @@ def celltype_similarity(
 
 
 def confusion_matrix(
-    df: pd.DataFrame,
+    data,
     *,
+    key: str | None = None,
     normalize: bool = True,
     annotate: bool | None = None,
     cmap: str = "Blues",
@@ -116,9 +133,13 @@ def confusion_matrix(
 
     Parameters
     ----------
-    df
+    data
         Counts or percentages, true labels as index and predicted labels as columns
-        (e.g. ``pd.crosstab(true, predicted)``).
+        (e.g. ``pd.crosstab(true, predicted)``); or the :class:`~xspecies.tl.TransferReport` of
+        :func:`xspecies.tl.evaluate_transfer`, or the AnnData holding it (with ``key``).
+    key
+        With an AnnData: the ``key_added`` of :func:`xspecies.tl.evaluate_transfer` (e.g.
+        ``"xspecies_cell_ontology_class_evaluation"``).
     normalize
         Show each row in percent of its total (rows summing to 0 stay 0).
     annotate
@@ -139,9 +160,24 @@ def confusion_matrix(
     --------
     >>> import pandas as pd
     >>> import xspecies as xs
-    >>> cm = pd.crosstab(human.obs["cell_type"], human.obs["xspecies_cell_type"])
-    >>> xs.pl.confusion_matrix(cm)
+    >>> truth = pd.Series(["alpha", "alpha", "beta", "beta"], name="true")
+    >>> predicted = pd.Series(["alpha", "beta", "beta", "beta"], name="predicted")
+    >>> ax = xs.pl.confusion_matrix(pd.crosstab(truth, predicted), show=False)
+    >>> [t.get_text() for t in ax.texts]
+    ['50', '50', '100']
+
+    After :func:`xspecies.tl.evaluate_transfer` the report, or the AnnData it was stored in, is drawn
+    directly: ``xs.pl.confusion_matrix(human, key="xspecies_cell_ontology_class_evaluation")``.
     """
+    if isinstance(data, AnnData):
+        if key is None:
+            raise ValueError("pass key: the key_added of xspecies.tl.evaluate_transfer (uns key)")
+        data = read_result(data, key, "confusion", "tl.evaluate_transfer")
+    df = getattr(data, "confusion", data)
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(
+            f"expected a confusion DataFrame, a TransferReport or an AnnData, got {type(df).__name__}"
+        )
     if df.empty:
         raise ValueError("the confusion matrix is empty")
     values = df.astype(float)

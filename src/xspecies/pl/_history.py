@@ -30,8 +30,8 @@ def _history_dict(model) -> Mapping[str, object]:
 
 def history(
     model,
-    keys: Sequence[str] | None = None,
     *,
+    keys: Sequence[str] | None = None,
     skip_first: int = 0,
     log_scale: bool = False,
     ncols: int = 3,
@@ -64,8 +64,18 @@ def history(
 
     Examples
     --------
+    A history of the layout of a trained scvi-tools model (``xs.pl.history(context)`` with a trained
+    model):
+
+    >>> import pandas as pd
     >>> import xspecies as xs
-    >>> xs.pl.history(context_model, ["elbo_train", "elbo_validation"])
+    >>> history = {
+    ...     "elbo_train": pd.DataFrame({"elbo_train": [900.0, 700.0, 650.0]}),
+    ...     "elbo_validation": pd.DataFrame({"elbo_validation": [950.0, 760.0, 700.0]}),
+    ... }
+    >>> axes = xs.pl.history(history, show=False)
+    >>> [ax.get_title() for ax in axes]
+    ['elbo']
     """
     hist = _history_dict(model)
     if keys is None:

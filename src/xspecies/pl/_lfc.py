@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from anndata import AnnData
 from matplotlib.axes import Axes
 from scipy.stats import spearmanr
+
+from xspecies.tl._results import as_table
 
 from ._utils import finalize, panel_grid
 
@@ -56,13 +60,14 @@ def _callouts(ax: Axes, rows: pd.DataFrame, label: str, side: str, color: str) -
         )
 
 
-def lfc(
-    lfc: pd.DataFrame,
-    cell_types: Sequence[str] | str | None = None,
+def homologous_lfc(
+    data: pd.DataFrame | AnnData,
     *,
+    cell_types: Sequence[str] | str | None = None,
+    key: str = "homologous_lfc",
     prob_delta: float = 0.9,
     n_top: int = 5,
-    label: str = "gene_target",
+    label: Literal["gene_target", "gene_context"] = "gene_target",
     show_random: bool = True,
     species_names: Sequence[str] = ("target", "context"),
     ncols: int = 3,
@@ -79,11 +84,14 @@ def lfc(
 
     Parameters
     ----------
-    lfc
+    data
         Output of :func:`xspecies.tl.homologous_lfc` (columns ``cell_type``, ``lfc``, ``p``, the
-        gene columns, and ``lfc_rand``/``p_rand`` for ``show_random``).
+        gene columns, and ``lfc_rand``/``p_rand`` for ``show_random``), or the AnnData holding it
+        (``target.adata``).
     cell_types
         Cell types to draw (one panel each); default all in the table.
+    key
+        With an AnnData: the ``key_added`` of :func:`xspecies.tl.homologous_lfc`.
     prob_delta
         Probability threshold for calling a gene up or down.
     n_top
@@ -106,10 +114,29 @@ def lfc(
 
     Examples
     --------
+    A table of the layout of :func:`xspecies.tl.homologous_lfc` (with trained models:
+    ``xs.pl.homologous_lfc(target.adata)``):
+
+    >>> import numpy as np
+    >>> import pandas as pd
     >>> import xspecies as xs
-    >>> df = xs.tl.homologous_lfc(human_model, mouse_model, "cell_type", "cell_type")
-    >>> xs.pl.lfc(df, ["beta", "alpha"], n_top=8)
+    >>> rng = np.random.default_rng(0)
+    >>> lfc = pd.DataFrame(
+    ...     {
+    ...         "cell_type": "beta",
+    ...         "gene_target": [f"GENE{i}" for i in range(100)],
+    ...         "gene_context": [f"Gene{i}" for i in range(100)],
+    ...         "lfc": rng.normal(0, 2, 100),
+    ...         "p": rng.uniform(0, 1, 100),
+    ...         "lfc_rand": rng.normal(0, 1, 100),
+    ...         "p_rand": rng.uniform(0, 0.5, 100),
+    ...     }
+    ... )
+    >>> axes = xs.pl.homologous_lfc(lfc, n_top=3, show=False)
+    >>> axes[0].get_title()
+    'beta (100 genes)'
     """
+    lfc = as_table(data, key, "tl.homologous_lfc")
     _check_columns(lfc, ["cell_type", "lfc", "p", label], "lfc")
     if show_random:
         _check_columns(lfc, ["lfc_rand", "p_rand"], "lfc")
@@ -145,10 +172,12 @@ def lfc(
 
 
 def lfc_comparison(
-    lfc: pd.DataFrame,
-    data_lfc: pd.DataFrame,
-    cell_types: Sequence[str] | str | None = None,
+    data: pd.DataFrame | AnnData,
+    data_lfc: pd.DataFrame | AnnData | None = None,
     *,
+    cell_types: Sequence[str] | str | None = None,
+    key: str = "homologous_lfc",
+    data_key: str = "data_lfc",
     ncols: int = 4,
     show: bool | None = None,
     save: str | Path | None = None,
@@ -161,12 +190,17 @@ def lfc_comparison(
 
     Parameters
     ----------
-    lfc
-        Output of :func:`xspecies.tl.homologous_lfc`.
+    data
+        Output of :func:`xspecies.tl.homologous_lfc`, or the AnnData holding it (``target.adata``).
     data_lfc
-        Output of :func:`xspecies.tl.data_lfc` (same key columns and an ``lfc`` column).
+        Output of :func:`xspecies.tl.data_lfc` (same key columns and an ``lfc`` column), or the AnnData
+        holding it; default: read from ``data`` when it is an AnnData.
     cell_types
         Cell types to draw; default all types present in both tables.
+    key
+        With an AnnData: the ``key_added`` of :func:`xspecies.tl.homologous_lfc`.
+    data_key
+        With an AnnData: the ``key_added`` of :func:`xspecies.tl.data_lfc`.
     ncols
         Panels per row.
     show, save, return_fig
@@ -180,11 +214,25 @@ def lfc_comparison(
 
     Examples
     --------
+    Tables of the layout of :func:`xspecies.tl.homologous_lfc` and :func:`xspecies.tl.data_lfc` (with
+    trained models, both stored in ``target.adata``: ``xs.pl.lfc_comparison(target.adata)``):
+
+    >>> import numpy as np
+    >>> import pandas as pd
     >>> import xspecies as xs
-    >>> model_lfc = xs.tl.homologous_lfc(human_model, mouse_model, "cell_type", "cell_type")
-    >>> observed = xs.tl.data_lfc(human_model, mouse_model, "cell_type", "cell_type")
-    >>> xs.pl.lfc_comparison(model_lfc, observed)
+    >>> genes = {"cell_type": "beta", "gene_target": ["INS", "GCG", "SST"], "gene_context": ["Ins1", "Gcg", "Sst"]}
+    >>> model = pd.DataFrame({**genes, "lfc": [1.0, 2.0, 3.0]})
+    >>> observed = pd.DataFrame({**genes, "lfc": [1.5, 2.5, 3.5]})
+    >>> axes = xs.pl.lfc_comparison(model, observed, show=False)
+    >>> axes[0].get_title().splitlines()[1]
+    'Spearman r = 1.00 (3 genes)'
     """
+    lfc = as_table(data, key, "tl.homologous_lfc")
+    if data_lfc is None:
+        if not isinstance(data, AnnData):
+            raise TypeError("data_lfc is required when data is a table (or pass the AnnData holding both)")
+        data_lfc = data
+    data_lfc = as_table(data_lfc, data_key, "tl.data_lfc")
     _check_columns(lfc, [*_KEYS, "lfc"], "lfc")
     _check_columns(data_lfc, [*_KEYS, "lfc"], "data_lfc")
     merged = lfc[[*_KEYS, "lfc"]].merge(data_lfc[[*_KEYS, "lfc"]], on=_KEYS, suffixes=("_model", "_data"))

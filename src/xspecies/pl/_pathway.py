@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from anndata import AnnData
 from matplotlib.axes import Axes
+
+from xspecies.tl._results import as_table
 
 from ._heatmaps import _annotate, _draw_heatmap
 from ._utils import finalize, new_axes
@@ -26,8 +29,9 @@ def _pick(present: list[str], wanted: Sequence[str] | str | None, what: str) -> 
 
 
 def pathway_lfc(
-    result: pd.DataFrame,
+    data: pd.DataFrame | AnnData,
     *,
+    key: str = "pathway_lfc",
     pathways: Sequence[str] | str | None = None,
     cell_types: Sequence[str] | str | None = None,
     max_pathways: int | None = 40,
@@ -49,9 +53,11 @@ def pathway_lfc(
 
     Parameters
     ----------
-    result
+    data
         Output of :func:`xspecies.tl.pathway_lfc` (columns ``cell_type``, ``pathway``, ``mean_lfc``,
-        ``pval_adj``).
+        ``pval_adj``), or the AnnData holding it.
+    key
+        With an AnnData: the ``key_added`` of :func:`xspecies.tl.pathway_lfc`.
     pathways
         Pathways to draw, in this order; default the ``max_pathways`` pathways divergent in the most
         cell types (ties: larger mean absolute LFC first).
@@ -89,6 +95,7 @@ def pathway_lfc(
     >>> [t.get_text() for t in ax.get_xticklabels()]
     ['GLYCOLYSIS', 'HYPOXIA']
     """
+    result = as_table(data, key, "tl.pathway_lfc")
     missing = [c for c in ("cell_type", "pathway", "mean_lfc", "pval_adj") if c not in result]
     if missing:
         raise KeyError(f"result lacks columns {missing} (expected tl.pathway_lfc output)")

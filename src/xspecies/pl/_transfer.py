@@ -79,8 +79,9 @@ def transfer_accuracy(
     ----------
     reports
         Method name -> confusion table (true target labels as index, predicted context labels as
-        columns; counts or percentages), or a report holding one under ``"confusion"``
-        (e.g. the output of :func:`xspecies.tl.evaluate_transfer`).
+        columns; counts or percentages), or a report holding one under ``"confusion"``: the
+        :class:`~xspecies.tl.TransferReport` of :func:`xspecies.tl.evaluate_transfer` or the result it
+        stored (``adata.uns[key_added]``).
     context_labels
         Labels that can be predicted: true types outside them are not scored (``n/a``). Default:
         all labels predicted by any method.
@@ -99,15 +100,20 @@ def transfer_accuracy(
 
     Examples
     --------
-    >>> import pandas as pd
+    The vote of the data-level neighbour search on the demo data (with a trained target model, add
+    ``"model": human.uns["xspecies_cell_ontology_class_evaluation"]`` after
+    :func:`xspecies.tl.evaluate_transfer` of its transfer):
+
     >>> import xspecies as xs
-    >>> truth = human.obs["cell_type"]
-    >>> xs.pl.transfer_accuracy(
-    ...     {
-    ...         "data-level NNS": pd.crosstab(truth, human.obs["homology_cell_type"]),
-    ...         "scSpecies": pd.crosstab(truth, human.obs["xspecies_cell_type"]),
-    ...     }
+    >>> mouse, human = xs.datasets.pancreas("mouse"), xs.datasets.pancreas("human")
+    >>> xs.pp.translate_genes(human, "human", "mouse")
+    >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
+    >>> report = xs.tl.evaluate_transfer(
+    ...     human, labels_key="cell_ontology_class", key="homology_cell_ontology_class", context=mouse
     ... )
+    >>> axes = xs.pl.transfer_accuracy({"data-level NNS": report}, show=False)
+    >>> axes[0].get_title().startswith("data-level NNS")
+    True
     """
     if not reports:
         raise ValueError("no reports given")

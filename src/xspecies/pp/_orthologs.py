@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib.resources import files
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -126,7 +127,8 @@ def _mygene(src: Species, tgt: Species, genes: Sequence[str] | None) -> pd.DataF
 def ortholog_table(
     source_species: str | int,
     target_species: str | int,
-    source: str = "embedded",
+    *,
+    source: Literal["embedded", "mgi", "mygene"] = "embedded",
     genes: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Ortholog pairs between two species.
@@ -206,9 +208,10 @@ def translate_genes(
     adata: AnnData,
     source_species: str | int,
     target_species: str | int,
+    *,
     table: pd.DataFrame | str | None = None,
+    policy: Literal["best", "one2one", "all"] = "best",
     key_added: str = "ortholog",
-    policy: str = "best",
     copy: bool = False,
 ) -> AnnData | None:
     """Map the genes of ``adata`` to their orthologs in another species.

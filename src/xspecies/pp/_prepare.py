@@ -66,6 +66,7 @@ def _check_hvg_batches(adata: AnnData, batch_key: str | None) -> None:
 
 def prepare(
     adata: AnnData,
+    *,
     batch_key: str | None = None,
     labels_key: str | None = None,
     min_batch_size: int = 20,
@@ -139,7 +140,10 @@ def prepare(
     >>> import xspecies as xs
     >>> mouse = xs.datasets.pancreas("mouse")
     >>> xs.pp.prepare(mouse, batch_key="donor", labels_key="cell_ontology_class")
-    >>> mouse.uns["prepare"]["removed"]  # doctest: +SKIP
+    >>> mouse.uns["prepare"]["n_obs_after"] <= mouse.uns["prepare"]["n_obs_before"]
+    True
+    >>> list(mouse.uns["prepare"]["removed"].columns)
+    ['step', 'reason', 'group', 'n_cells']
     """
     for name, value in (("min_batch_size", min_batch_size), ("min_celltype_size", min_celltype_size)):
         check_int(name, value, minimum=0)

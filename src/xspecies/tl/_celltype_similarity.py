@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 
 from xspecies._validation import check_int, check_positive_int
 
 from ._pair import check_pair, context_labels, label_set, target_labels
+from ._results import store_result
 
 _SCALES = ("none", "max", "min_max")
 
 
-def histogram_mode(values: np.ndarray, bins: int = 50, clip: float = 0.01) -> float:
+def histogram_mode(values: np.ndarray, *, bins: int = 50, clip: float = 0.01) -> float:
     """Mid-point of the most populated histogram bin of ``values`` (a robust modal value).
 
     Parameters
@@ -67,12 +70,13 @@ def _scale(df: pd.DataFrame, scale: str) -> pd.DataFrame:
 def celltype_similarity(
     target,
     context,
+    *,
     target_labels_key: str,
     context_labels_key: str,
     n_target: int = 2000,
     n_context: int = 50,
-    scale: str = "none",
-    key_added: str = "xspecies_celltype_similarity",
+    scale: Literal["none", "max", "min_max"] = "none",
+    key_added: str = "celltype_similarity",
     random_state: int = 0,
     batch_size: int | None = None,
     progress_bar: bool = True,
@@ -110,7 +114,7 @@ def celltype_similarity(
         largest absolute value of the row: values in ``[-1, 0]`` for negative rows, best match nearest
         0) or ``"min_max"`` (``0`` = worst, ``1`` = best context type of the row).
     key_added
-        ``target.adata.uns`` key for the result.
+        ``target.adata.uns`` key of the result.
     random_state
         Seed of the sampling.
     batch_size
@@ -122,14 +126,19 @@ def celltype_similarity(
     -------
     pandas.DataFrame
         Target cell types (index) x context cell types (columns); higher = more similar. Also stored
-        in ``target.adata.uns[key_added]`` as ``{"similarity": df, "params": {...}}``.
+        in ``target.adata.uns[key_added]`` as ``{"params": {...}, "table": df}`` (read by
+        :func:`xspecies.pl.celltype_similarity`).
 
     Examples
     --------
-    >>> import xspecies as xs
-    >>> sim = xs.tl.celltype_similarity(human_model, mouse_model, "cell_type", "cell_type")
-    >>> sim.idxmax(axis=1)  # best context type of every target type
-    >>> xs.pl.celltype_similarity(sim)
+    The example needs trained models (``context`` on the mouse data, ``target`` built from it on the
+    human data; see :doc:`/getting_started`), so it is not run as a doctest:
+
+    >>> sim = xs.tl.celltype_similarity(
+    ...     target, context, target_labels_key="cell_ontology_class", context_labels_key="cell_ontology_class"
+    ... )  # doctest: +SKIP
+    >>> sim.idxmax(axis=1)  # best context type of every target type  # doctest: +SKIP
+    >>> xs.pl.celltype_similarity(target.adata)  # doctest: +SKIP
     """
     check_pair(target, context)
     if scale not in _SCALES:
@@ -177,15 +186,13 @@ def celltype_similarity(
         columns=pd.Index(c_types, name=context_labels_key),
     )
     table = _scale(table, scale)
-    target.adata.uns[key_added] = {
-        "similarity": table,
-        "params": {
-            "target_labels_key": t_column,
-            "context_labels_key": context_labels_key,
-            "n_target": int(n_target),
-            "n_context": int(n_context),
-            "scale": scale,
-            "random_state": int(random_state),
-        },
+    params = {
+        "target_labels_key": t_column,
+        "context_labels_key": context_labels_key,
+        "n_target": int(n_target),
+        "n_context": int(n_context),
+        "scale": scale,
+        "random_state": int(random_state),
     }
+    store_result(target.adata, key_added, params, table=table)
     return table

@@ -25,6 +25,7 @@ from ._pair import (
     shared_types,
     target_labels,
 )
+from ._results import store_result
 
 _STAT_COLUMNS = [
     "lfc",
@@ -38,7 +39,7 @@ _STAT_COLUMNS = [
 ]
 
 
-def filter_outliers(data: np.ndarray, confidence_level: float = 0.9) -> np.ndarray:
+def filter_outliers(data: np.ndarray, *, confidence_level: float = 0.9) -> np.ndarray:
     """Inlier mask of the rows of ``data`` by their Mahalanobis distance to the mean.
 
     A row is an inlier when its squared Mahalanobis distance (pseudo-inverse of the sample covariance)
@@ -68,7 +69,7 @@ def filter_outliers(data: np.ndarray, confidence_level: float = 0.9) -> np.ndarr
     >>> import numpy as np
     >>> import xspecies as xs
     >>> x = np.r_[np.random.default_rng(0).normal(size=(200, 2)), [[30.0, 30.0]]]
-    >>> xs.tl.filter_outliers(x, 0.99)[-1]
+    >>> xs.tl.filter_outliers(x, confidence_level=0.99)[-1]
     np.False_
     """
     check_fraction("confidence_level", confidence_level, open_min=True)
@@ -122,6 +123,7 @@ def _library_sizes(model) -> np.ndarray:
 def homologous_lfc(
     target,
     context,
+    *,
     target_labels_key: str,
     context_labels_key: str,
     cell_types: Sequence[str] | str | None = None,
@@ -129,7 +131,7 @@ def homologous_lfc(
     confidence_level: float = 0.9,
     lfc_delta: float = 1.0,
     eps: float = 1e-6,
-    key_added: str = "xspecies_lfc",
+    key_added: str = "homologous_lfc",
     random_state: int = 0,
     batch_size: int = 1024,
     progress_bar: bool = True,
@@ -178,7 +180,7 @@ def homologous_lfc(
         Added to the renormalised expression before the logarithm (damps LFCs of barely expressed
         genes).
     key_added
-        ``target.adata.uns`` key for the result.
+        ``target.adata.uns`` key of the result.
     random_state
         Seed of the sampling.
     batch_size
@@ -192,14 +194,18 @@ def homologous_lfc(
         One row per (cell type, homologous gene): ``cell_type``, ``gene_target``, ``gene_context``,
         ``lfc``, ``p``, ``rho_target``, ``rho_context``, ``mu_target``, ``mu_context``,
         ``lfc_rand``, ``p_rand``. Also stored in ``target.adata.uns[key_added]`` as
-        ``{"lfc": df, "params": {...}}``.
+        ``{"params": {...}, "table": df}`` (read by :func:`xspecies.pl.homologous_lfc`).
 
     Examples
     --------
-    >>> import xspecies as xs
-    >>> lfc = xs.tl.homologous_lfc(human_model, mouse_model, "cell_type", "cell_type")
-    >>> lfc.query("cell_type == 'beta' and p > 0.9").nlargest(10, "lfc")
-    >>> xs.pl.lfc(lfc, "beta")
+    The example needs trained models (``context`` on the mouse data, ``target`` built from it on the
+    human data; see :doc:`/getting_started`), so it is not run as a doctest:
+
+    >>> lfc = xs.tl.homologous_lfc(
+    ...     target, context, target_labels_key="cell_ontology_class", context_labels_key="cell_ontology_class"
+    ... )  # doctest: +SKIP
+    >>> lfc.query("cell_type == 'beta' and p > 0.9").nlargest(10, "lfc")  # doctest: +SKIP
+    >>> xs.pl.homologous_lfc(target.adata, "beta")  # doctest: +SKIP
     """
     import torch
 
@@ -224,7 +230,7 @@ def homologous_lfc(
     inliers = {}
     for cell_type in types:
         cells = np.flatnonzero(t_labels == cell_type)
-        inliers[cell_type] = cells[filter_outliers(qz_mean[cells], confidence_level)]
+        inliers[cell_type] = cells[filter_outliers(qz_mean[cells], confidence_level=confidence_level)]
     pooled = np.concatenate(list(inliers.values()))
     c_pooled_batches = np.unique(c_batches[pd.Series(c_labels).isin(types).to_numpy()])
 
@@ -262,19 +268,17 @@ def homologous_lfc(
         frame.insert(0, "cell_type", cell_type)
         frames.append(frame)
     df = pd.concat(frames, ignore_index=True)[["cell_type", "gene_target", "gene_context", *_STAT_COLUMNS]]
-    target.adata.uns[key_added] = {
-        "lfc": df,
-        "params": {
-            "target_labels_key": t_column,
-            "context_labels_key": context_labels_key,
-            "cell_types": list(types),
-            "n_samples": int(n_samples),
-            "confidence_level": float(confidence_level),
-            "lfc_delta": float(lfc_delta),
-            "eps": float(eps),
-            "random_state": int(random_state),
-        },
+    params = {
+        "target_labels_key": t_column,
+        "context_labels_key": context_labels_key,
+        "cell_types": list(types),
+        "n_samples": int(n_samples),
+        "confidence_level": float(confidence_level),
+        "lfc_delta": float(lfc_delta),
+        "eps": float(eps),
+        "random_state": int(random_state),
     }
+    store_result(target.adata, key_added, params, table=df)
     return df
 
 
@@ -293,10 +297,12 @@ def _mean_normalised(counts, cells: np.ndarray, genes: np.ndarray) -> np.ndarray
 def data_lfc(
     target,
     context,
+    *,
     target_labels_key: str,
     context_labels_key: str,
     cell_types: Sequence[str] | str | None = None,
     eps: float = 1e-6,
+    key_added: str = "data_lfc",
 ) -> pd.DataFrame:
     """Data-level log2 fold changes of homologous genes between target and context, per shared type.
 
@@ -321,17 +327,24 @@ def data_lfc(
         Cell types to evaluate; default all shared types.
     eps
         Added to the mean expression before the logarithm.
+    key_added
+        ``target.adata.uns`` key of the result.
 
     Returns
     -------
     pandas.DataFrame
         One row per (cell type, homologous gene): ``cell_type``, ``gene_target``, ``gene_context``,
-        ``lfc``, ``mean_target``, ``mean_context``.
+        ``lfc``, ``mean_target``, ``mean_context``. Also stored in ``target.adata.uns[key_added]`` as
+        ``{"params": {...}, "table": df}`` (read by :func:`xspecies.pl.lfc_comparison`).
 
     Examples
     --------
-    >>> import xspecies as xs
-    >>> observed = xs.tl.data_lfc(human_model, mouse_model, "cell_type", "cell_type")
+    The example needs trained models (see :doc:`/getting_started`), so it is not run as a doctest:
+
+    >>> observed = xs.tl.data_lfc(
+    ...     target, context, target_labels_key="cell_ontology_class", context_labels_key="cell_ontology_class"
+    ... )  # doctest: +SKIP
+    >>> xs.pl.lfc_comparison(target.adata)  # doctest: +SKIP
     """
     check_pair(target, context)
     check_number("eps", eps, minimum=0, open_min=True)
@@ -358,4 +371,12 @@ def data_lfc(
                 }
             )
         )
-    return pd.concat(frames, ignore_index=True)
+    df = pd.concat(frames, ignore_index=True)
+    params = {
+        "target_labels_key": t_column,
+        "context_labels_key": context_labels_key,
+        "cell_types": list(types),
+        "eps": float(eps),
+    }
+    store_result(target.adata, key_added, params, table=df)
+    return df

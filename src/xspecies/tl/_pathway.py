@@ -9,7 +9,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from anndata import AnnData
 from scipy.stats import false_discovery_control
+
+from ._results import as_table, store_result
 
 GeneSets = str | Path | Mapping[str, Iterable[str]] | pd.DataFrame
 _SYMBOL_COLUMNS = {"target": "gene_target", "context": "gene_context"}
@@ -131,15 +134,17 @@ def _permutation_pvalues(
 
 
 def pathway_lfc(
-    lfc: pd.DataFrame,
+    data: pd.DataFrame | AnnData,
     gene_sets: GeneSets,
     *,
+    key: str = "homologous_lfc",
     min_genes: int = 5,
     symbols: Literal["auto", "target", "context"] = "auto",
     prob_delta: float = 0.9,
     n_permutations: int = 1000,
     alternative: Literal["two-sided", "greater", "less"] = "two-sided",
     random_state: int = 0,
+    key_added: str = "pathway_lfc",
 ) -> pd.DataFrame:
     """Summarise homologous log2 fold changes per pathway and cell type, with a permutation test.
 
@@ -151,7 +156,7 @@ def pathway_lfc(
     - ``n_genes``: the number of its genes in the table;
     - ``mean_lfc``: their mean LFC (target / context);
     - ``frac_called``: the share of its genes with ``p = P(|LFC| > lfc_delta)`` at least ``prob_delta``
-      (the genes :func:`xspecies.pl.lfc` calls up or down; only when the table has a ``p`` column);
+      (the genes :func:`xspecies.pl.homologous_lfc` calls up or down; only when the table has a ``p`` column);
     - ``pval``: a permutation p-value of ``mean_lfc`` against the means of ``n_permutations`` random
       gene sets of the same size drawn without replacement from the cell type's genes in the table,
       ``(1 + #{as or more extreme}) / (1 + n_permutations)``; two-sided means farther from the mean LFC
@@ -164,14 +169,17 @@ def pathway_lfc(
 
     Parameters
     ----------
-    lfc
+    data
         Output of :func:`xspecies.tl.homologous_lfc` (columns ``cell_type``, ``gene_target``,
-        ``gene_context``, ``lfc`` and ``p``); :func:`xspecies.tl.data_lfc` output works as well (it
-        has no ``p``, so no ``frac_called``; genes with a missing LFC are left out).
+        ``gene_context``, ``lfc`` and ``p``), or the AnnData holding it (``uns[key]["table"]``, e.g.
+        ``target.adata``); :func:`xspecies.tl.data_lfc` output works as well (it has no ``p``, so no
+        ``frac_called``; genes with a missing LFC are left out).
     gene_sets
         Path of a GMT file (name, description and genes per tab-separated line; ``.gmt.gz`` too), a
         dict ``{name: [genes]}``, or a long table with columns ``source`` (gene set) and ``target``
         (gene), the format of decoupler (``decoupler.pp.read_gmt``, ``decoupler.op.hallmark``).
+    key
+        With an AnnData as ``data``: the ``key_added`` of the LFC result to read.
     min_genes
         Minimum number of the set's genes present in the table for a cell type.
     symbols
@@ -186,6 +194,8 @@ def pathway_lfc(
         ``"two-sided"``, ``"greater"`` (mean LFC higher in the target) or ``"less"``.
     random_state
         Seed of the random gene sets.
+    key_added
+        With an AnnData as ``data``: ``uns`` key of the result (nothing is stored for a DataFrame).
 
     Returns
     -------
@@ -193,6 +203,8 @@ def pathway_lfc(
         One row per (cell type, kept gene set): ``cell_type``, ``pathway``, ``n_genes``, ``mean_lfc``,
         ``frac_called`` (with a ``p`` column), ``pval``, ``pval_adj`` and ``genes`` (the matched
         symbols, ``;``-separated), in the order of the cell types in ``lfc`` and of the gene sets.
+        With an AnnData as ``data``, also stored in its ``uns[key_added]`` as
+        ``{"params": {...}, "table": df}`` (read by :func:`xspecies.pl.pathway_lfc`).
 
     Raises
     ------
@@ -252,6 +264,7 @@ def pathway_lfc(
     >>> bool(res["pval"].iloc[0] < 0.01)
     True
     """
+    lfc = as_table(data, key, "tl.homologous_lfc")
     missing = [c for c in ("cell_type", "gene_target", "gene_context", "lfc") if c not in lfc]
     if missing:
         raise KeyError(f"lfc lacks columns {missing} (expected tl.homologous_lfc or tl.data_lfc output)")
@@ -304,4 +317,17 @@ def pathway_lfc(
         frames.append(rows)
     result = pd.concat(frames, ignore_index=True)  # cell types in table order, sets in given order
     columns = ["cell_type", "pathway", "n_genes", "mean_lfc", "frac_called", "pval", "pval_adj", "genes"]
-    return result[[c for c in columns if c in result]].reset_index(drop=True)
+    result = result[[c for c in columns if c in result]].reset_index(drop=True)
+    if isinstance(data, AnnData):
+        params = {
+            "key": key,
+            "gene_sets": str(gene_sets) if isinstance(gene_sets, str | Path) else "",
+            "min_genes": int(min_genes),
+            "symbols": symbols,
+            "prob_delta": float(prob_delta),
+            "n_permutations": int(n_permutations),
+            "alternative": alternative,
+            "random_state": int(random_state),
+        }
+        store_result(data, key_added, params, table=result)
+    return result

@@ -10,6 +10,7 @@ import pandas as pd
 from xspecies._validation import check_positive_int
 
 from ._pair import check_pair, context_labels
+from ._results import store_result
 
 #: Decoded context cells x genes evaluated per call of the model's similarity (bounds the memory used).
 _CELLS_X_GENES = 20_000_000
@@ -31,9 +32,11 @@ def target_position(adata, index: int | str) -> int:
 def similar_cells(
     target,
     context,
+    *,
     index: int | str,
     labels_key: str | Sequence[str] | None = None,
     n_top: int | None = None,
+    key_added: str = "similar_cells",
     batch_size: int | None = None,
 ) -> pd.DataFrame:
     """Rank all context cells by their likelihood similarity to one target cell.
@@ -56,6 +59,8 @@ def similar_cells(
         Context ``obs`` column(s) to report for every context cell (e.g. ``"cell_type"``).
     n_top
         Keep only the ``n_top`` most similar context cells (default all).
+    key_added
+        ``target.adata.uns`` key of the result.
     batch_size
         Minibatch size of the model's data loader.
 
@@ -63,13 +68,19 @@ def similar_cells(
     -------
     pandas.DataFrame
         One row per context cell, most similar first: ``context_index`` (row position in
-        ``context.adata``), ``obs_name``, ``similarity`` and one column per ``labels_key``.
+        ``context.adata``), ``obs_name``, ``similarity`` and one column per ``labels_key``. Also stored
+        in ``target.adata.uns[key_added]`` as ``{"params": {...}, "table": df}`` (``params["index"]``:
+        the target cell's obs name; read by :func:`xspecies.pl.similar_cells`).
 
     Examples
     --------
-    >>> import xspecies as xs
-    >>> df = xs.tl.similar_cells(human_model, mouse_model, "human1_lib1.final_cell_0001", "cell_type", n_top=25)
-    >>> df["cell_type"].value_counts()
+    The example needs trained models (``context`` on the mouse data, ``target`` built from it on the
+    human data; see :doc:`/getting_started`), so it is not run as a doctest:
+
+    >>> df = xs.tl.similar_cells(
+    ...     target, context, index=0, labels_key="cell_ontology_class", n_top=25
+    ... )  # doctest: +SKIP
+    >>> df["cell_ontology_class"].value_counts()  # doctest: +SKIP
     """
     check_pair(target, context)
     position = target_position(target.adata, index)
@@ -102,5 +113,8 @@ def similar_cells(
     )
     for key, values in labels.items():
         df[key] = values[order]
-    df.attrs["target_obs_name"] = str(target.adata.obs_names[position])
+    obs_name = str(target.adata.obs_names[position])
+    df.attrs["target_obs_name"] = obs_name
+    params = {"index": obs_name, "labels_key": keys, "n_top": -1 if n_top is None else int(n_top)}
+    store_result(target.adata, key_added, params, table=df)
     return df

@@ -10,6 +10,7 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 
+from xspecies.tl._results import as_table
 from xspecies.tl._similar_cells import target_position
 
 from ._embedding import embedding_coords, point_size, species_views, style_embedding_axes
@@ -18,12 +19,13 @@ from ._utils import finalize, new_axes
 _BACKGROUND = "#e0e0e0"
 
 
-def similarity(
+def similar_cells(
     context: AnnData,
-    target: AnnData | None,
-    similar: pd.DataFrame,
-    index: int | str,
+    target: AnnData | None = None,
+    similar: pd.DataFrame | None = None,
     *,
+    index: int | str | None = None,
+    key: str = "similar_cells",
     basis: str = "X_umap",
     labels_key: str | None = None,
     species_key: str = "species",
@@ -50,9 +52,15 @@ def similarity(
         Target AnnData, or ``None`` (species in ``context.obs[species_key]``).
     similar
         Output of :func:`xspecies.tl.similar_cells` for this target cell: columns
-        ``context_index`` (row positions in the context data) and ``similarity``.
+        ``context_index`` (row positions in the context data) and ``similarity``; default: read from
+        ``uns[key]`` of the target AnnData (of ``context`` when ``target`` is ``None``).
     index
-        The target cell: row position or obs name in the target data.
+        The target cell: row position or obs name in the target data; default the cell recorded with
+        the result (``similar.attrs["target_obs_name"]``, or ``uns[key]["params"]["index"]`` when the
+        table is read from the AnnData).
+    key
+        The ``key_added`` of :func:`xspecies.tl.similar_cells`, read when ``similar`` or ``index`` is
+        not given.
     basis
         Key of ``obsm`` with the 2D coordinates of both species.
     labels_key
@@ -75,10 +83,32 @@ def similarity(
 
     Examples
     --------
+    A table of the layout of :func:`xspecies.tl.similar_cells` on a made-up embedding (with trained
+    models and a shared UMAP: ``xs.pl.similar_cells(mouse, human)`` after
+    ``xs.tl.similar_cells(target, context, index=0)``):
+
+    >>> import numpy as np
+    >>> import pandas as pd
     >>> import xspecies as xs
-    >>> df = xs.tl.similar_cells(target_model, context_model, 0, labels_key="cell_type")
-    >>> xs.pl.similarity(mouse, human, df, 0, labels_key="cell_type")
+    >>> from anndata import AnnData
+    >>> rng = np.random.default_rng(0)
+    >>> mouse = AnnData(obs=pd.DataFrame(index=[f"m{i}" for i in range(20)]), obsm={"X_umap": rng.normal(size=(20, 2))})
+    >>> human = AnnData(obs=pd.DataFrame(index=[f"h{i}" for i in range(10)]), obsm={"X_umap": rng.normal(size=(10, 2))})
+    >>> df = pd.DataFrame({"context_index": np.arange(20), "similarity": -rng.exponential(size=20)})
+    >>> ax = xs.pl.similar_cells(mouse, human, df, index="h3", show=False)
+    >>> ax.get_title()
+    'target cell h3'
     """
+    holder = context if target is None else target
+    if similar is None:  # the table and its cell from the result stored by tl.similar_cells
+        similar = as_table(holder, key, "tl.similar_cells")
+        recorded = dict(holder.uns[key].get("params", {})).get("index")
+    else:
+        recorded = similar.attrs.get("target_obs_name")
+    if index is None:
+        if recorded is None:
+            raise ValueError(f"pass index: no target cell is recorded with the result (key={key!r})")
+        index = recorded
     for column in ("context_index", "similarity"):
         if column not in similar:
             raise KeyError(f"column {column!r} not found in similar (expected tl.similar_cells output)")
