@@ -284,8 +284,8 @@ def test_bad_inputs(trained, synthetic_pair):
     model.TargetModel.setup_anndata(no_genes, batch_key="donor")
     with pytest.raises(ValueError, match="share no homologous genes"):
         model.TargetModel.from_context(context, no_genes)
-    with pytest.raises(ValueError, match="k_neigh"):
-        model.TargetModel.from_context(context, no_genes, k_neigh=100)
+    with pytest.raises(ValueError, match="n_candidates"):
+        model.TargetModel.from_context(context, no_genes, n_candidates=100)
 
 
 def test_transfer_on_synthetic(trained):

@@ -33,3 +33,7 @@ def test_earlier_saves_load_and_give_the_same_latents():
     assert target.homologous_genes_ is not None
     assert target.context_fingerprint_ is not None
     assert target.module.context_qz_mean.shape == (context.adata.n_obs, 4)
+    # the former name k_neigh=5 is read as n_candidates, and a new save records the new name
+    assert target.module.n_candidates == 5
+    assert target.init_params_["non_kwargs"]["n_candidates"] == 5
+    assert "k_neigh" not in str(target.init_params_)

@@ -24,18 +24,7 @@ from ._training import SpeciesTrainingPlan
 #: Files :meth:`SpeciesModelBase.save` writes (after its prefix); a save replaces all of them.
 SAVED_FILES = ("model.pt", "adata.h5ad", "mdata.h5mu")
 
-#: ``__init__`` arguments of both models that define the network architecture.
-ARCHITECTURE_KEYS = (
-    "n_latent",
-    "outer_hidden",
-    "inner_hidden",
-    "decoder_hidden",
-    "library_hidden",
-    "layer_order",
-    "gene_likelihood",
-    "dispersion",
-    "use_library_encoder",
-)
+_HIDDEN_KEYS = ("outer_hidden", "inner_hidden", "decoder_hidden", "library_hidden")
 
 
 def library_log_prior(adata: AnnData, layer: str | None, batch_codes: np.ndarray, n_batch: int):
@@ -161,9 +150,12 @@ def check_same_genes(adata: AnnData, genes, owner: str) -> None:
 
 
 def check_architecture(params: dict) -> None:
-    """Raise a ValueError naming the first architecture argument that is not a valid size."""
-    check_int("n_latent", params["n_latent"])
-    for key in ("outer_hidden", "inner_hidden", "decoder_hidden", "library_hidden"):
+    """Raise a ValueError naming the first architecture argument in ``params`` that is not a valid size."""
+    if "n_latent" in params:
+        check_int("n_latent", params["n_latent"])
+    for key in _HIDDEN_KEYS:
+        if key not in params:
+            continue
         sizes = params[key]
         if isinstance(sizes, str) or not isinstance(sizes, Sequence):
             raise ValueError(f"{key} must be a sequence of layer sizes, e.g. (300,), got {sizes!r}.")
@@ -235,23 +227,31 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
             check_same_genes(adata, genes, type(self).__name__)
         return super()._validate_anndata(adata, copy_if_view)
 
-    def _module_kwargs(self, params: dict) -> dict:
-        """Module arguments from the architecture entries of the model's ``__init__`` arguments."""
-        check_architecture(params)
+    def _build_module(self, **model_kwargs):
+        """The module of ``_module_cls`` for the registered data, with the architecture in ``model_kwargs``.
+
+        The data give the number of genes and batches and the per-batch library prior; ``model_kwargs``
+        (checked first) go to the module unchanged, as scvi-tools models pass theirs.
+        """
+        check_architecture(model_kwargs)
+        for key in _HIDDEN_KEYS:
+            if key in model_kwargs:
+                model_kwargs[key] = tuple(model_kwargs[key])
+        if "layer_order" in model_kwargs:
+            model_kwargs["layer_order"] = validate_layer_order(
+                model_kwargs["layer_order"] or DEFAULT_LAYER_ORDER
+            )
         n_batch = self.summary_stats.n_batch
         codes = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel().astype(int)
         layer = self.adata_manager.data_registry[REGISTRY_KEYS.X_KEY].attr_key
         means, variances = library_log_prior(self.adata, layer, codes, n_batch)
-        kwargs = {key: params[key] for key in ARCHITECTURE_KEYS}
-        for key in ("outer_hidden", "inner_hidden", "decoder_hidden", "library_hidden"):
-            kwargs[key] = tuple(kwargs[key])
-        kwargs["layer_order"] = validate_layer_order(kwargs["layer_order"] or DEFAULT_LAYER_ORDER)
-        return {
-            **kwargs,
-            "n_batch": n_batch,
-            "library_log_means": torch.as_tensor(means),
-            "library_log_vars": torch.as_tensor(variances),
-        }
+        return self._module_cls(
+            n_input=self.summary_stats.n_vars,
+            n_batch=n_batch,
+            library_log_means=torch.as_tensor(means),
+            library_log_vars=torch.as_tensor(variances),
+            **model_kwargs,
+        )
 
     def train(
         self,

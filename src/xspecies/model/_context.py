@@ -70,8 +70,17 @@ class ContextModel(SpeciesModelBase):
         use_library_encoder: bool = True,
     ):
         super().__init__(adata)
-        kwargs = self._module_kwargs(locals())
-        self.module = SpeciesVAE(n_input=self.summary_stats.n_vars, **kwargs)
+        self.module = self._build_module(
+            n_latent=n_latent,
+            outer_hidden=outer_hidden,
+            inner_hidden=inner_hidden,
+            decoder_hidden=decoder_hidden,
+            library_hidden=library_hidden,
+            layer_order=layer_order,
+            gene_likelihood=gene_likelihood,
+            dispersion=dispersion,
+            use_library_encoder=use_library_encoder,
+        )
         self._model_summary_string = (
             f"xspecies ContextModel: n_latent={n_latent}, outer={tuple(outer_hidden)}, "
             f"inner={tuple(inner_hidden)}, decoder={tuple(decoder_hidden)}, likelihood={gene_likelihood}, "

@@ -735,7 +735,7 @@ class TargetVAE(SpeciesVAE):
         ``"inter"`` (align outer encoder outputs) or ``"latent"`` (align latent means).
     freeze_inner
         Freeze the inner encoder.
-    k_neigh
+    n_candidates
         Data-level neighbour candidates considered per aligned target cell.
     top_percent
         Align the target cells with ``homology_top_percent <= top_percent``.
@@ -761,7 +761,7 @@ class TargetVAE(SpeciesVAE):
         n_obs: int = 0,
         alignment: str = "inter",
         freeze_inner: bool = True,
-        k_neigh: int = 25,
+        n_candidates: int = 25,
         top_percent: float = 20.0,
         candidate_z: str = "mean",
         **kwargs,
@@ -773,7 +773,7 @@ class TargetVAE(SpeciesVAE):
             raise ValueError(f"candidate_z must be 'mean' or 'sample', got {candidate_z!r}.")
         self.alignment = alignment
         self.freeze_inner = freeze_inner
-        self.k_neigh = k_neigh
+        self.n_candidates = n_candidates
         self.top_percent = top_percent
         self.candidate_z = candidate_z
         rep_dim = self.outer_encoder.n_out if alignment == "inter" else self.n_latent
@@ -782,8 +782,8 @@ class TargetVAE(SpeciesVAE):
         self.register_buffer("context_rep", torch.zeros(n_context_obs, rep_dim))
         # alignment partner (context row) of each target cell, chosen during training; not saved
         self.register_buffer("partner", torch.full((n_obs,), -1, dtype=torch.long), persistent=False)
-        # which of its first k_neigh neighbours may be a cell's partner (set by TargetModel.from_context)
-        self.register_buffer("allowed", torch.ones(n_obs, k_neigh, dtype=torch.bool), persistent=False)
+        # which of its first n_candidates neighbours may be a cell's partner (set by TargetModel.from_context)
+        self.register_buffer("allowed", torch.ones(n_obs, n_candidates, dtype=torch.bool), persistent=False)
         if freeze_inner:
             self.inner_encoder.requires_grad_(False)
 
@@ -815,7 +815,7 @@ class TargetVAE(SpeciesVAE):
     def update_partners(self, tensors: dict) -> int:
         """Choose the alignment partner of the trusted target cells of a minibatch.
 
-        The candidates of a cell are its first ``k_neigh`` data-level neighbours (those allowed by the
+        The candidates of a cell are its first ``n_candidates`` data-level neighbours (those allowed by the
         ``allowed`` buffer: by default all; :meth:`~xspecies.model.TargetModel.from_context` keeps the
         neighbours of the cell's voted label); its partner is the candidate whose latent, decoded by this
         (target) decoder, explains the cell's counts best. The choice is stored in the ``partner`` buffer
@@ -851,7 +851,7 @@ class TargetVAE(SpeciesVAE):
             return 0
         x = tensors[REGISTRY_KEYS.X_KEY][mask]
         batch_index = tensors[REGISTRY_KEYS.BATCH_KEY][mask]
-        idx = tensors[NEIGHBORS_KEY][mask][:, : self.k_neigh].long()
+        idx = tensors[NEIGHBORS_KEY][mask][:, : self.n_candidates].long()
         # decode each distinct (candidate, batch) pair once
         keys = idx * self.n_batch + batch_index.reshape(-1, 1).long()
         pairs, inverse = torch.unique(keys, return_inverse=True)
