@@ -7,9 +7,8 @@ import pytest
 import torch
 
 import xspecies as xs
+from xspecies import model
 from xspecies._validation import context_fingerprint
-
-model = pytest.importorskip("xspecies.model")
 
 TRAIN = {"max_epochs": 2, "enable_progress_bar": False, "batch_size": 64}
 
@@ -50,6 +49,44 @@ def test_kl_ramp_and_eta_ramp():
     assert linear_ramp(0, 10, 25, 10) == 10
     assert linear_ramp(5, 10, 25, 10) == 17.5
     assert linear_ramp(12, 10, 25, 10) == 25
+
+
+def test_optimizer_through_scvi_custom_creator(monkeypatch, trained):
+    """The plan hands scvi-tools an optimizer_creator: fused Adam, standard where refused, or the user's."""
+    from xspecies.model._training import OptimizerCreator, SpeciesTrainingPlan
+
+    context, _, _ = trained
+    plan = SpeciesTrainingPlan(context.module, lr=2e-3)
+    assert plan.optimizer_name == "Custom"
+    assert plan.optimizer_creator == OptimizerCreator("Adam", lr=2e-3, eps=0.01, weight_decay=1e-6)
+    optimizer = plan.configure_optimizers()["optimizer"]
+    assert type(optimizer) is torch.optim.Adam and optimizer.defaults["fused"]
+    assert optimizer.defaults["lr"] == 2e-3 and optimizer.defaults["eps"] == 0.01
+    # scvi-tools 1.5's plan argument, honoured with every scvi-tools
+    standard = SpeciesTrainingPlan(context.module, optimizer="AdamW", fused_optimizer=False)
+    optimizer = standard.configure_optimizers()["optimizer"]
+    assert type(optimizer) is torch.optim.AdamW and not optimizer.defaults["fused"]
+    # a device that refuses the fused step gets the standard one
+    original = torch.optim.Adam
+
+    def no_fused(params, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("fused=True requires all the params to be on a supported device")
+        return original(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", no_fused)
+    optimizer = plan.configure_optimizers()["optimizer"]
+    assert not optimizer.defaults["fused"] and len(optimizer.param_groups[0]["params"]) > 0
+    monkeypatch.undo()
+    # the user's own creator
+    custom = SpeciesTrainingPlan(
+        context.module, optimizer="Custom", optimizer_creator=lambda p: torch.optim.SGD(p, lr=0.1)
+    )
+    assert type(custom.configure_optimizers()["optimizer"]) is torch.optim.SGD
+    with pytest.raises(ValueError, match="optimizer_creator"):
+        SpeciesTrainingPlan(context.module, optimizer="Custom")
+    with pytest.raises(ValueError, match="optimizer must be"):
+        SpeciesTrainingPlan(context.module, optimizer="SGD")
 
 
 def _history_after_training(make_pair):

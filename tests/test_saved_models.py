@@ -3,7 +3,8 @@
 ``tests/data/saved_models`` holds a tiny ContextModel and TargetModel (synthetic pair of
 ``conftest.make_synthetic_pair(n_ctx=40, n_tgt=30, n_genes=20, n_neighbors=10)``, 1 epoch each),
 saved with their AnnData by xspecies 0.2.0.dev before the model contract of issue 16 (the target's
-``__init__`` then took ``k_neigh``, now ``n_candidates``). ``expected_latent.npz`` holds the latent
+``__init__`` then took ``k_neigh``, now ``n_candidates``), on the lowest supported stack (scvi-tools
+1.4.0, numpy 1.24: a pickle of numpy 2 does not load in numpy 1, the reverse does). ``expected_latent.npz`` holds the latent
 means both models gave right after training. Never regenerate these files: they stand for a user's
 earlier save.
 """

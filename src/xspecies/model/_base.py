@@ -208,13 +208,14 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
     get_elbo = _trained_only(VAEMixin.get_elbo)
     get_marginal_ll = _trained_only(VAEMixin.get_marginal_ll)
     get_reconstruction_error = _trained_only(VAEMixin.get_reconstruction_error)
-    differential_abundance = _trained_only(VAEMixin.differential_abundance)
     get_importance_weights = _trained_only(RNASeqMixin.get_importance_weights)
     get_normalized_expression = _trained_only(RNASeqMixin.get_normalized_expression)
     differential_expression = _trained_only(RNASeqMixin.differential_expression)
     posterior_predictive_sample = _trained_only(RNASeqMixin.posterior_predictive_sample)
     get_feature_correlation_matrix = _trained_only(RNASeqMixin.get_feature_correlation_matrix)
     get_likelihood_parameters = _trained_only(RNASeqMixin.get_likelihood_parameters)
+    if hasattr(VAEMixin, "differential_abundance"):  # scvi-tools >= 1.4.1
+        differential_abundance = _trained_only(VAEMixin.differential_abundance)
 
     def _check_if_trained(self, warn: bool = True, message: str | None = None) -> None:
         """scvi-tools' check, raising :class:`NotTrainedError` (also where scvi-tools would only warn)."""
