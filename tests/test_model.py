@@ -1,5 +1,6 @@
 """Context and target models on small synthetic data (seconds per test)."""
 
+import json
 import warnings
 
 import numpy as np
@@ -277,8 +278,20 @@ def test_hub_offline(trained, tmp_path):
     from scvi.hub import HubModel
 
     _, target, _ = trained
+    from scvi.hub import HubMetadata
+    from scvi.hub._constants import _SCVI_HUB
+
+    from xspecies.model._hub import CARD_FILE, METADATA_FILE
+
+    # the file names HubModel reads (private in scvi-tools: a change there fails here)
+    assert (METADATA_FILE, CARD_FILE) == (_SCVI_HUB.METADATA_FILE_NAME, _SCVI_HUB.MODEL_CARD_FILE_NAME)
+    _, target, _ = trained
     path = model.save_to_hub_dir(target, tmp_path / "hub_target", description="synthetic test")
-    assert (path / "README.md").read_text().count("TargetModel") >= 2
+    card = (path / "README.md").read_text()
+    assert card.count("TargetModel") >= 2
+    assert "'n_candidates': 25" in card and "'n_latent': 10" in card
+    metadata = HubMetadata(**json.loads((path / METADATA_FILE).read_text()))
+    assert (metadata.model_cls_name, metadata.model_parent_module) == ("TargetModel", "xspecies.model")
     hub = HubModel(str(path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
