@@ -392,7 +392,7 @@ def test_transfer_on_synthetic(trained):
 
 @pytest.mark.parametrize(("zinb", "per_row"), [(True, False), (False, False), (True, True)])
 def test_decoded_table_matches_direct_likelihood(zinb, per_row):
-    from xspecies.model._module import DecodedTable, count_log_likelihood
+    from xspecies.model._likelihoods import DecodedTable, count_log_likelihood
 
     gen = torch.Generator().manual_seed(0)
     n_rows, n_genes, m, k = 12, 30, 5, 4
@@ -415,7 +415,7 @@ def test_decoded_table_matches_direct_likelihood(zinb, per_row):
 
 @pytest.mark.parametrize("zinb", [True, False])
 def test_candidate_table_likelihood_matches_direct(zinb):
-    from xspecies.model._module import candidate_table_log_likelihood, count_log_likelihood
+    from xspecies.model._likelihoods import candidate_table_log_likelihood, count_log_likelihood
 
     gen = torch.Generator().manual_seed(2)
     n_rows, n_genes, m, k = 12, 40, 6, 5
@@ -441,7 +441,7 @@ def test_candidate_table_likelihood_matches_direct(zinb):
 def test_count_log_likelihood_matches_scvi():
     from scvi.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
 
-    from xspecies.model._module import count_log_likelihood, count_log_likelihood_exact
+    from xspecies.model._likelihoods import count_log_likelihood, count_log_likelihood_exact
 
     gen = torch.Generator().manual_seed(1)
     mu = torch.rand(6, 20, generator=gen) * 10

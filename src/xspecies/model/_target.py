@@ -18,7 +18,8 @@ from xspecies._validation import check_int, context_fingerprint
 
 from ._base import SpeciesModelBase, check_architecture, check_setup_inputs, require_trained
 from ._context import ContextModel
-from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, DecodedTable, TargetVAE
+from ._likelihoods import DecodedTable
+from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, TargetVAE
 from ._training import AlignmentTrainingPlan
 
 #: Largest table (cells x genes) of decoded candidates kept in memory by the fast similarity path.
