@@ -175,13 +175,6 @@ class SpeciesTrainingPlan(TrainingPlan):
         -------
         torch.Tensor
             The loss to minimise.
-
-        Examples
-        --------
-        Lightning calls it for every minibatch of ``context.train``; the epoch means are in the history:
-
-        >>> context.train(max_epochs=40)
-        >>> context.history["elbo_train"].tail()
         """
         if self.on_step:
             return super().training_step(batch, batch_idx)
@@ -209,13 +202,6 @@ class SpeciesTrainingPlan(TrainingPlan):
         -------
         None
             The means go to the training history.
-
-        Examples
-        --------
-        Lightning calls it at the end of every epoch of ``context.train``:
-
-        >>> context.train(max_epochs=40)
-        >>> context.history["train_loss"].tail()
         """
         if self._epoch_cells:
             sync = {"sync_dist": self.use_sync_dist, "on_step": False, "on_epoch": True}
@@ -298,13 +284,6 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         -------
         None
             The partners are stored in the module's ``partner`` buffer.
-
-        Examples
-        --------
-        Lightning calls it at the start of every epoch of ``target.train``, which sets the interval:
-
-        >>> target.train(max_epochs=40, partner_refresh=5)
-        >>> int((target.module.partner >= 0).sum())  # cells with an alignment partner
         """
         if self.partner_loader is None or self.current_epoch % self.partner_refresh:
             return
@@ -328,13 +307,6 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         -------
         torch.Tensor
             The loss to minimise.
-
-        Examples
-        --------
-        Lightning calls it for every minibatch of ``target.train``; ``eta`` is logged once per epoch:
-
-        >>> target.train(max_epochs=40)
-        >>> target.history["eta"].tail()
         """
         self.loss_kwargs["eta"] = self.eta
         return super().training_step(batch, batch_idx)
@@ -346,11 +318,6 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         -------
         None
             ``eta`` goes to the training history.
-
-        Examples
-        --------
-        >>> target.train(max_epochs=40)
-        >>> target.history["eta"].tail()
         """
         self.log("eta", self.eta, on_step=False, on_epoch=True, sync_dist=self.use_sync_dist)
         super().on_train_epoch_end()
