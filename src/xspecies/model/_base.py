@@ -67,6 +67,9 @@ class NotTrainedError(RuntimeError, ValueError):
 
     Examples
     --------
+    >>> import xspecies as xs
+    >>> mouse = xs.datasets.pancreas("mouse")
+    >>> xs.model.ContextModel.setup_anndata(mouse, batch_key="donor")
     >>> context = xs.model.ContextModel(mouse)
     >>> try:
     ...     context.get_latent_representation()
@@ -293,8 +296,11 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        >>> context.train(max_epochs=40, batch_size=128, lr=1e-3)
-        >>> context.history["elbo_train"].tail()
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> context.train(max_epochs=40, batch_size=128, lr=1e-3)  # doctest: +SKIP
+        >>> context.history["elbo_train"].tail()  # doctest: +SKIP
         """
         max_epochs, batch_size = self._check_training_args(max_epochs, batch_size, kwargs.get("train_size"))
         for name, value in (("min_kl_weight", min_kl_weight), ("max_kl_weight", max_kl_weight)):
@@ -374,8 +380,11 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        >>> inter = context.get_intermediate_representation()
-        >>> inter.shape  # (n_cells, outer_hidden[-1])
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> inter = context.get_intermediate_representation()  # doctest: +SKIP
+        >>> inter.shape  # (n_cells, outer_hidden[-1])  # doctest: +SKIP
         (1886, 300)
         """
         self._check_if_trained(warn=False)
@@ -419,15 +428,18 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        >>> z = context.get_latent_representation()[:5]
-        >>> out = context.decode_expression(z, batch=mouse.obs["donor"].to_numpy()[:5])
-        >>> out["rho"].sum(axis=1)  # normalised expression: every row sums to 1
-        >>> out["mu"].shape  # (5, n_mouse_genes), rho * 1e4
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> z = context.get_latent_representation()[:5]  # doctest: +SKIP
+        >>> out = context.decode_expression(z, batch=mouse.obs["donor"].to_numpy()[:5])  # doctest: +SKIP
+        >>> out["rho"].sum(axis=1)  # normalised expression: every row sums to 1  # doctest: +SKIP
+        >>> out["mu"].shape  # (5, n_mouse_genes), rho * 1e4  # doctest: +SKIP
         (5, 4313)
 
         The same context latents decoded by the target (human) decoder, as one human donor:
 
-        >>> human_mu = target.decode_expression(z, batch=human.obs["donor"].iloc[0], library=5e3)["mu"]
+        >>> human_mu = target.decode_expression(z, batch=human.obs["donor"].iloc[0], library=5e3)["mu"]  # doctest: +SKIP
         """
         self._check_if_trained()
         z = np.asarray(z, dtype=np.float32)
@@ -481,7 +493,10 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        >>> context.save("models/context", save_anndata=True, overwrite=True)
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> context.save("models/context", save_anndata=True, overwrite=True)  # doctest: +SKIP
         """
         owned = {f"{prefix or ''}{name}" for name in SAVED_FILES}
         with atomic_dir(dir_path, overwrite=overwrite, keep=lambda name: name not in owned) as tmp:
@@ -509,9 +524,12 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        >>> context.save("models/context", save_anndata=True, overwrite=True)
-        >>> context = xs.model.ContextModel.load("models/context")
-        >>> context = xs.model.ContextModel.load("models/context", adata=mouse)  # same genes as at training
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> context.save("models/context", save_anndata=True, overwrite=True)  # doctest: +SKIP
+        >>> context = xs.model.ContextModel.load("models/context")  # doctest: +SKIP
+        >>> context = xs.model.ContextModel.load("models/context", adata=mouse)  # same genes as at training  # doctest: +SKIP
         """
         folder = Path(dir_path)
         path = folder / f"{prefix or ''}model.pt"

@@ -50,8 +50,11 @@ class ContextModel(SpeciesModelBase):
     >>> mouse = xs.datasets.pancreas("mouse")
     >>> xs.model.ContextModel.setup_anndata(mouse, batch_key="donor", labels_key="cell_ontology_class")
     >>> context = xs.model.ContextModel(mouse)
-    >>> context.train(max_epochs=40)
-    >>> mouse.obsm["X_xspecies"] = context.get_latent_representation()
+
+    Training takes minutes on the demo, so these lines are not run as doctests:
+
+    >>> context.train(max_epochs=40)  # doctest: +SKIP
+    >>> mouse.obsm["X_xspecies"] = context.get_latent_representation()  # doctest: +SKIP
     """
 
     _module_cls = SpeciesVAE

@@ -80,9 +80,12 @@ def save_to_hub_dir(
 
     Examples
     --------
-    >>> xs.model.save_to_hub_dir(target, "human_pancreas_target")
-    >>> from scvi.hub import HubModel
-    >>> target = HubModel("human_pancreas_target").load_model()
+    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+    (minutes of training).
+
+    >>> xs.model.save_to_hub_dir(target, "human_pancreas_target")  # doctest: +SKIP
+    >>> from scvi.hub import HubModel  # doctest: +SKIP
+    >>> target = HubModel("human_pancreas_target").load_model()  # doctest: +SKIP
     """
     from scvi.hub import HubMetadata
 
@@ -153,8 +156,11 @@ def load_hub_dir(dir_path: str | Path, adata=None, **kwargs):
 
     Examples
     --------
-    >>> target = xs.model.load_hub_dir("human_pancreas_target")
-    >>> target = xs.model.load_hub_dir("human_pancreas_target_nodata", adata=human)
+    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+    (minutes of training).
+
+    >>> target = xs.model.load_hub_dir("human_pancreas_target")  # doctest: +SKIP
+    >>> target = xs.model.load_hub_dir("human_pancreas_target_nodata", adata=human)  # doctest: +SKIP
     """
     from scvi.hub import HubModel
 

@@ -149,11 +149,14 @@ class TargetModel(SpeciesModelBase):
 
     Examples
     --------
-    >>> xs.pp.translate_genes(human, "human", "mouse")
-    >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
-    >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor")
-    >>> target = xs.model.TargetModel.from_context(context, human)
-    >>> target.train(max_epochs=40)
+    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+    (minutes of training).
+
+    >>> xs.pp.translate_genes(human, "human", "mouse")  # doctest: +SKIP
+    >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")  # doctest: +SKIP
+    >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor")  # doctest: +SKIP
+    >>> target = xs.model.TargetModel.from_context(context, human)  # doctest: +SKIP
+    >>> target.train(max_epochs=40)  # doctest: +SKIP
     """
 
     _module_cls = TargetVAE
@@ -235,9 +238,12 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
-        >>> xs.pp.translate_genes(human, "human", "mouse")
-        >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
-        >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor", labels_key="cell_ontology_class")
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> xs.pp.translate_genes(human, "human", "mouse")  # doctest: +SKIP
+        >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")  # doctest: +SKIP
+        >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor", labels_key="cell_ontology_class")  # doctest: +SKIP
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         check_setup_inputs(adata, layer, batch_key, labels_key)
@@ -317,12 +323,15 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
-        >>> target = xs.model.TargetModel.from_context(context, human, alignment="inter", n_candidates=25)
-        >>> target.homologous_genes_[0][:5]  # target genes shared with the context through orthologs
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> target = xs.model.TargetModel.from_context(context, human, alignment="inter", n_candidates=25)  # doctest: +SKIP
+        >>> target.homologous_genes_[0][:5]  # target genes shared with the context through orthologs  # doctest: +SKIP
 
         ``alignment="latent"`` trains a copy of the inner encoder and aligns latent means:
 
-        >>> latent_target = xs.model.TargetModel.from_context(context, human, alignment="latent")
+        >>> latent_target = xs.model.TargetModel.from_context(context, human, alignment="latent")  # doctest: +SKIP
         """
         homology_key, target_idx, context_idx = cls._check_context(context, adata, n_candidates, model_kwargs)
         model = cls(
@@ -468,13 +477,16 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
-        >>> target.train(max_epochs=40, eta_start=10.0, eta_max=25.0, partner_refresh=5)
-        >>> target.history["alignment_train"].tail()
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> target.train(max_epochs=40, eta_start=10.0, eta_max=25.0, partner_refresh=5)  # doctest: +SKIP
+        >>> target.history["alignment_train"].tail()  # doctest: +SKIP
 
         Without alignment, for comparison:
 
-        >>> baseline = xs.model.TargetModel.from_context(context, human)
-        >>> baseline.train(max_epochs=40, eta_max=0)
+        >>> baseline = xs.model.TargetModel.from_context(context, human)  # doctest: +SKIP
+        >>> baseline.train(max_epochs=40, eta_max=0)  # doctest: +SKIP
         """
         for name, value in (("eta_start", eta_start), ("eta_max", eta_max)):
             if not (math.isfinite(value) and value >= 0):
@@ -610,15 +622,18 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
         Score the 25 closest data-level neighbours of every human cell and keep the best one:
 
-        >>> neighbors = human.obsm["homology_neighbors"][:, :25]
-        >>> z_mouse = context.get_latent_representation()
-        >>> similarity = target.likelihood_similarity(z_mouse[neighbors])
-        >>> similarity.shape
+        >>> neighbors = human.obsm["homology_neighbors"][:, :25]  # doctest: +SKIP
+        >>> z_mouse = context.get_latent_representation()  # doctest: +SKIP
+        >>> similarity = target.likelihood_similarity(z_mouse[neighbors])  # doctest: +SKIP
+        >>> similarity.shape  # doctest: +SKIP
         (2142, 25)
-        >>> best = neighbors[np.arange(len(neighbors)), similarity.argmax(axis=1)]
-        >>> mouse.obs["cell_ontology_class"].to_numpy()[best][:5]
+        >>> best = neighbors[np.arange(len(neighbors)), similarity.argmax(axis=1)]  # doctest: +SKIP
+        >>> mouse.obs["cell_ontology_class"].to_numpy()[best][:5]  # doctest: +SKIP
         """
         self._check_if_trained(warn=False)
         indices = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices)
@@ -668,11 +683,14 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
         All neighbours found by :func:`xspecies.pp.homology_neighbors`, each context latent decoded once:
 
-        >>> z_mouse = context.get_latent_representation()
-        >>> similarity = target.similarity_to_table(z_mouse, human.obsm["homology_neighbors"], progress_bar=True)
-        >>> similarity.shape  # (n_human, n_neighbors)
+        >>> z_mouse = context.get_latent_representation()  # doctest: +SKIP
+        >>> similarity = target.similarity_to_table(z_mouse, human.obsm["homology_neighbors"], progress_bar=True)  # doctest: +SKIP
+        >>> similarity.shape  # (n_human, n_neighbors)  # doctest: +SKIP
         """
         self._check_if_trained(warn=False)
         indices = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices)

@@ -135,11 +135,14 @@ class SpeciesTrainingPlan(TrainingPlan):
 
     Examples
     --------
+    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+    (minutes of training).
+
     ``context.train`` builds this plan; its arguments go through ``plan_kwargs``:
 
-    >>> context.train(max_epochs=40, plan_kwargs={"weight_decay": 1e-6})
-    >>> plan = xs.model.SpeciesTrainingPlan(context.module, lr=1e-3, n_epochs_kl_warmup=10)
-    >>> plan.configure_optimizers()["optimizer"].defaults["fused"]
+    >>> context.train(max_epochs=40, plan_kwargs={"weight_decay": 1e-6})  # doctest: +SKIP
+    >>> plan = xs.model.SpeciesTrainingPlan(context.module, lr=1e-3, n_epochs_kl_warmup=10)  # doctest: +SKIP
+    >>> plan.configure_optimizers()["optimizer"].defaults["fused"]  # doctest: +SKIP
     True
     """
 
@@ -242,13 +245,16 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
 
     Examples
     --------
+    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+    (minutes of training).
+
     ``target.train`` builds this plan from its ``eta_*`` and ``partner_refresh`` arguments; the weight
     of every epoch is in the training history:
 
-    >>> target.train(max_epochs=40, eta_start=10.0, eta_max=25.0, n_epochs_eta_warmup=10)
-    >>> target.history["eta"].head(3)
-    >>> plan = xs.model.AlignmentTrainingPlan(target.module, eta_start=10.0, eta_max=25.0)
-    >>> plan.eta  # weight of the current epoch (the first one outside training)
+    >>> target.train(max_epochs=40, eta_start=10.0, eta_max=25.0, n_epochs_eta_warmup=10)  # doctest: +SKIP
+    >>> target.history["eta"].head(3)  # doctest: +SKIP
+    >>> plan = xs.model.AlignmentTrainingPlan(target.module, eta_start=10.0, eta_max=25.0)  # doctest: +SKIP
+    >>> plan.eta  # weight of the current epoch (the first one outside training)  # doctest: +SKIP
     10.0
     """
 
