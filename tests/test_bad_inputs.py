@@ -557,7 +557,7 @@ def models(synthetic_pair):
     )
     context.train(**train)
     model.TargetModel.setup_anndata(tgt, batch_key="donor")
-    target = model.TargetModel.from_context(context, tgt, k_neigh=10)
+    target = model.TargetModel.from_context(context, tgt, n_candidates=10)
     target.train(**train)
     return target, context
 

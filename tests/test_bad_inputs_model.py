@@ -65,7 +65,7 @@ def models(synthetic_pair):
     context = ContextModel(ctx)
     context.train(**ONE_EPOCH)
     TargetModel.setup_anndata(tgt, batch_key="donor")
-    target = TargetModel.from_context(context, tgt, k_neigh=10)
+    target = TargetModel.from_context(context, tgt, n_candidates=10)
     target.train(**ONE_EPOCH)
     return context, target
 
@@ -175,8 +175,12 @@ ARCHITECTURE_CASES = {
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"k_neigh": 0}, "k_neigh must be an integer >= 1, got 0"),
-        ({"k_neigh": 100}, "k_neigh=100 exceeds the 30 neighbours"),
+        ({"n_candidates": 0}, "n_candidates must be an integer >= 1, got 0"),
+        ({"n_candidates": 100}, "n_candidates=100 exceeds the 30 neighbours"),
+        ({"k_neigh": 10}, "k_neigh was renamed n_candidates"),
+        ({"n_latent": 4}, "'n_latent', which the target takes from the context's shared inner encoder"),
+        ({"n_neighbours": 4}, "'n_neighbours', which it does not take"),
+        ({"decoder_hidden": (0,)}, "every size in decoder_hidden must be an integer >= 1"),
         ({"top_percent": 0}, r"top_percent must lie in \(0, 100\]"),
         ({"top_percent": 150.0}, r"top_percent must lie in \(0, 100\]"),
         ({"top_percent": float("nan")}, r"top_percent must lie in \(0, 100\]"),
@@ -244,7 +248,7 @@ def test_target_train_refuses_bad_arguments_before_training(models, pair, kwargs
     context, _ = models
     _, tgt = pair
     TargetModel.setup_anndata(tgt, batch_key="donor")
-    target = TargetModel.from_context(context, tgt, k_neigh=10)
+    target = TargetModel.from_context(context, tgt, n_candidates=10)
     with pytest.raises((TypeError, ValueError), match=match):
         target.train(**{**ONE_EPOCH, **kwargs})
     assert not target.is_trained
@@ -306,7 +310,7 @@ def test_untrained_models_in_from_context_and_similarity(models, pair):
     TargetModel.setup_anndata(tgt, batch_key="donor")
     with pytest.raises(NotTrainedError, match="The context model is not trained"):
         TargetModel.from_context(ContextModel(ctx), tgt)
-    target = TargetModel.from_context(context, tgt, k_neigh=10)
+    target = TargetModel.from_context(context, tgt, n_candidates=10)
     z = context.get_latent_representation()
     neighbors = target.adata.obsm["homology_neighbors"][:, :5]
     with pytest.raises(NotTrainedError):
@@ -388,7 +392,7 @@ def test_from_context_without_fingerprint_warns(models, pair):
     del tgt.uns["homology"]["context_fingerprint"]
     TargetModel.setup_anndata(tgt, batch_key="donor")
     with pytest.warns(UserWarning, match="no context fingerprint"):
-        TargetModel.from_context(context, tgt, k_neigh=10)
+        TargetModel.from_context(context, tgt, n_candidates=10)
 
 
 # --- scICE ----------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ base classes, not those inherited from scvi-tools, torch or lightning), must doc
 
 - ``Parameters``, when it takes arguments besides ``self`` / ``cls``;
 - ``Returns`` (or ``Yields``), for functions and methods (a class documents what it is instead);
-- ``Examples``.
+- ``Examples`` (except on overrides of Lightning hooks such as ``training_step``, which Lightning calls).
 """
 
 from __future__ import annotations
@@ -70,6 +70,14 @@ def public_callables() -> dict[str, Callable]:
     return found
 
 
+def _is_lightning_hook(obj: Callable) -> bool:
+    """Whether ``obj`` overrides a hook that Lightning defines (``training_step``, ``on_train_epoch_end``...)."""
+    from lightning.pytorch import LightningModule
+
+    lightning = [k for k in LightningModule.__mro__ if k.__module__.startswith("lightning")]
+    return inspect.isfunction(obj) and any(obj.__name__ in vars(k) for k in lightning)
+
+
 def problems(name: str, obj: Callable) -> list[str]:
     """What the docstring of ``obj`` lacks, as readable lines (empty when complete)."""
     doc = inspect.getdoc(obj) if inspect.isclass(obj) else obj.__doc__
@@ -81,7 +89,7 @@ def problems(name: str, obj: Callable) -> list[str]:
         missing.append("Parameters")
     if not inspect.isclass(obj) and not {"Returns", "Yields"} & present:
         missing.append("Returns")
-    if "Examples" not in present:
+    if "Examples" not in present and not _is_lightning_hook(obj):
         missing.append("Examples")
     return [f"{name}: missing {', '.join(missing)}"] if missing else []
 

@@ -1,5 +1,6 @@
 """Context and target models on small synthetic data (seconds per test)."""
 
+import json
 import warnings
 
 import numpy as np
@@ -7,9 +8,8 @@ import pytest
 import torch
 
 import xspecies as xs
+from xspecies import model
 from xspecies._validation import context_fingerprint
-
-model = pytest.importorskip("xspecies.model")
 
 TRAIN = {"max_epochs": 2, "enable_progress_bar": False, "batch_size": 64}
 
@@ -50,6 +50,44 @@ def test_kl_ramp_and_eta_ramp():
     assert linear_ramp(0, 10, 25, 10) == 10
     assert linear_ramp(5, 10, 25, 10) == 17.5
     assert linear_ramp(12, 10, 25, 10) == 25
+
+
+def test_optimizer_through_scvi_custom_creator(monkeypatch, trained):
+    """The plan hands scvi-tools an optimizer_creator: fused Adam, standard where refused, or the user's."""
+    from xspecies.model._training import OptimizerCreator, SpeciesTrainingPlan
+
+    context, _, _ = trained
+    plan = SpeciesTrainingPlan(context.module, lr=2e-3)
+    assert plan.optimizer_name == "Custom"
+    assert plan.optimizer_creator == OptimizerCreator("Adam", lr=2e-3, eps=0.01, weight_decay=1e-6)
+    optimizer = plan.configure_optimizers()["optimizer"]
+    assert type(optimizer) is torch.optim.Adam and optimizer.defaults["fused"]
+    assert optimizer.defaults["lr"] == 2e-3 and optimizer.defaults["eps"] == 0.01
+    # scvi-tools 1.5's plan argument, honoured with every scvi-tools
+    standard = SpeciesTrainingPlan(context.module, optimizer="AdamW", fused_optimizer=False)
+    optimizer = standard.configure_optimizers()["optimizer"]
+    assert type(optimizer) is torch.optim.AdamW and not optimizer.defaults["fused"]
+    # a device that refuses the fused step gets the standard one
+    original = torch.optim.Adam
+
+    def no_fused(params, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("fused=True requires all the params to be on a supported device")
+        return original(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", no_fused)
+    optimizer = plan.configure_optimizers()["optimizer"]
+    assert not optimizer.defaults["fused"] and len(optimizer.param_groups[0]["params"]) > 0
+    monkeypatch.undo()
+    # the user's own creator
+    custom = SpeciesTrainingPlan(
+        context.module, optimizer="Custom", optimizer_creator=lambda p: torch.optim.SGD(p, lr=0.1)
+    )
+    assert type(custom.configure_optimizers()["optimizer"]) is torch.optim.SGD
+    with pytest.raises(ValueError, match="optimizer_creator"):
+        SpeciesTrainingPlan(context.module, optimizer="Custom")
+    with pytest.raises(ValueError, match="optimizer must be"):
+        SpeciesTrainingPlan(context.module, optimizer="SGD")
 
 
 def _history_after_training(make_pair):
@@ -240,8 +278,20 @@ def test_hub_offline(trained, tmp_path):
     from scvi.hub import HubModel
 
     _, target, _ = trained
+    from scvi.hub import HubMetadata
+    from scvi.hub._constants import _SCVI_HUB
+
+    from xspecies.model._hub import CARD_FILE, METADATA_FILE
+
+    # the file names HubModel reads (private in scvi-tools: a change there fails here)
+    assert (METADATA_FILE, CARD_FILE) == (_SCVI_HUB.METADATA_FILE_NAME, _SCVI_HUB.MODEL_CARD_FILE_NAME)
+    _, target, _ = trained
     path = model.save_to_hub_dir(target, tmp_path / "hub_target", description="synthetic test")
-    assert (path / "README.md").read_text().count("TargetModel") >= 2
+    card = (path / "README.md").read_text()
+    assert card.count("TargetModel") >= 2
+    assert "'n_candidates': 25" in card and "'n_latent': 10" in card
+    metadata = HubMetadata(**json.loads((path / METADATA_FILE).read_text()))
+    assert (metadata.model_cls_name, metadata.model_parent_module) == ("TargetModel", "xspecies.model")
     hub = HubModel(str(path))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -284,8 +334,8 @@ def test_bad_inputs(trained, synthetic_pair):
     model.TargetModel.setup_anndata(no_genes, batch_key="donor")
     with pytest.raises(ValueError, match="share no homologous genes"):
         model.TargetModel.from_context(context, no_genes)
-    with pytest.raises(ValueError, match="k_neigh"):
-        model.TargetModel.from_context(context, no_genes, k_neigh=100)
+    with pytest.raises(ValueError, match="n_candidates"):
+        model.TargetModel.from_context(context, no_genes, n_candidates=100)
 
 
 def test_transfer_on_synthetic(trained):
@@ -350,7 +400,7 @@ def test_transfer_on_synthetic(trained):
 
 @pytest.mark.parametrize(("zinb", "per_row"), [(True, False), (False, False), (True, True)])
 def test_decoded_table_matches_direct_likelihood(zinb, per_row):
-    from xspecies.model._module import DecodedTable, count_log_likelihood
+    from xspecies.model._likelihoods import DecodedTable, count_log_likelihood
 
     gen = torch.Generator().manual_seed(0)
     n_rows, n_genes, m, k = 12, 30, 5, 4
@@ -373,7 +423,7 @@ def test_decoded_table_matches_direct_likelihood(zinb, per_row):
 
 @pytest.mark.parametrize("zinb", [True, False])
 def test_candidate_table_likelihood_matches_direct(zinb):
-    from xspecies.model._module import candidate_table_log_likelihood, count_log_likelihood
+    from xspecies.model._likelihoods import candidate_table_log_likelihood, count_log_likelihood
 
     gen = torch.Generator().manual_seed(2)
     n_rows, n_genes, m, k = 12, 40, 6, 5
@@ -399,7 +449,7 @@ def test_candidate_table_likelihood_matches_direct(zinb):
 def test_count_log_likelihood_matches_scvi():
     from scvi.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
 
-    from xspecies.model._module import count_log_likelihood, count_log_likelihood_exact
+    from xspecies.model._likelihoods import count_log_likelihood, count_log_likelihood_exact
 
     gen = torch.Generator().manual_seed(1)
     mu = torch.rand(6, 20, generator=gen) * 10

@@ -287,7 +287,7 @@ def run_alignment(
 
     _say(verbose, f"[4/6] target model ({target.n_obs} {target_species} cells, {target.n_vars} genes)")
     xs.model.TargetModel.setup_anndata(target, layer=layer, batch_key=target_batch_key)
-    target_model = xs.model.TargetModel.from_context(context_model, target, k_neigh=n_vote)
+    target_model = xs.model.TargetModel.from_context(context_model, target, n_candidates=n_vote)
     start = time.perf_counter()
     target_model.train(**train)
     timings["train_target_s"] = time.perf_counter() - start

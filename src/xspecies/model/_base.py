@@ -24,18 +24,7 @@ from ._training import SpeciesTrainingPlan
 #: Files :meth:`SpeciesModelBase.save` writes (after its prefix); a save replaces all of them.
 SAVED_FILES = ("model.pt", "adata.h5ad", "mdata.h5mu")
 
-#: ``__init__`` arguments of both models that define the network architecture.
-ARCHITECTURE_KEYS = (
-    "n_latent",
-    "outer_hidden",
-    "inner_hidden",
-    "decoder_hidden",
-    "library_hidden",
-    "layer_order",
-    "gene_likelihood",
-    "dispersion",
-    "use_library_encoder",
-)
+_HIDDEN_KEYS = ("outer_hidden", "inner_hidden", "decoder_hidden", "library_hidden")
 
 
 def library_log_prior(adata: AnnData, layer: str | None, batch_codes: np.ndarray, n_batch: int):
@@ -78,6 +67,9 @@ class NotTrainedError(RuntimeError, ValueError):
 
     Examples
     --------
+    >>> import xspecies as xs
+    >>> mouse = xs.datasets.pancreas("mouse")
+    >>> xs.model.ContextModel.setup_anndata(mouse, batch_key="donor")
     >>> context = xs.model.ContextModel(mouse)
     >>> try:
     ...     context.get_latent_representation()
@@ -161,9 +153,12 @@ def check_same_genes(adata: AnnData, genes, owner: str) -> None:
 
 
 def check_architecture(params: dict) -> None:
-    """Raise a ValueError naming the first architecture argument that is not a valid size."""
-    check_int("n_latent", params["n_latent"])
-    for key in ("outer_hidden", "inner_hidden", "decoder_hidden", "library_hidden"):
+    """Raise a ValueError naming the first architecture argument in ``params`` that is not a valid size."""
+    if "n_latent" in params:
+        check_int("n_latent", params["n_latent"])
+    for key in _HIDDEN_KEYS:
+        if key not in params:
+            continue
         sizes = params[key]
         if isinstance(sizes, str) or not isinstance(sizes, Sequence):
             raise ValueError(f"{key} must be a sequence of layer sizes, e.g. (300,), got {sizes!r}.")
@@ -216,13 +211,14 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
     get_elbo = _trained_only(VAEMixin.get_elbo)
     get_marginal_ll = _trained_only(VAEMixin.get_marginal_ll)
     get_reconstruction_error = _trained_only(VAEMixin.get_reconstruction_error)
-    differential_abundance = _trained_only(VAEMixin.differential_abundance)
     get_importance_weights = _trained_only(RNASeqMixin.get_importance_weights)
     get_normalized_expression = _trained_only(RNASeqMixin.get_normalized_expression)
     differential_expression = _trained_only(RNASeqMixin.differential_expression)
     posterior_predictive_sample = _trained_only(RNASeqMixin.posterior_predictive_sample)
     get_feature_correlation_matrix = _trained_only(RNASeqMixin.get_feature_correlation_matrix)
     get_likelihood_parameters = _trained_only(RNASeqMixin.get_likelihood_parameters)
+    if hasattr(VAEMixin, "differential_abundance"):  # scvi-tools >= 1.4.1
+        differential_abundance = _trained_only(VAEMixin.differential_abundance)
 
     def _check_if_trained(self, warn: bool = True, message: str | None = None) -> None:
         """scvi-tools' check, raising :class:`NotTrainedError` (also where scvi-tools would only warn)."""
@@ -235,23 +231,31 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
             check_same_genes(adata, genes, type(self).__name__)
         return super()._validate_anndata(adata, copy_if_view)
 
-    def _module_kwargs(self, params: dict) -> dict:
-        """Module arguments from the architecture entries of the model's ``__init__`` arguments."""
-        check_architecture(params)
+    def _build_module(self, **model_kwargs):
+        """The module of ``_module_cls`` for the registered data, with the architecture in ``model_kwargs``.
+
+        The data give the number of genes and batches and the per-batch library prior; ``model_kwargs``
+        (checked first) go to the module unchanged, as scvi-tools models pass theirs.
+        """
+        check_architecture(model_kwargs)
+        for key in _HIDDEN_KEYS:
+            if key in model_kwargs:
+                model_kwargs[key] = tuple(model_kwargs[key])
+        if "layer_order" in model_kwargs:
+            model_kwargs["layer_order"] = validate_layer_order(
+                model_kwargs["layer_order"] or DEFAULT_LAYER_ORDER
+            )
         n_batch = self.summary_stats.n_batch
         codes = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel().astype(int)
         layer = self.adata_manager.data_registry[REGISTRY_KEYS.X_KEY].attr_key
         means, variances = library_log_prior(self.adata, layer, codes, n_batch)
-        kwargs = {key: params[key] for key in ARCHITECTURE_KEYS}
-        for key in ("outer_hidden", "inner_hidden", "decoder_hidden", "library_hidden"):
-            kwargs[key] = tuple(kwargs[key])
-        kwargs["layer_order"] = validate_layer_order(kwargs["layer_order"] or DEFAULT_LAYER_ORDER)
-        return {
-            **kwargs,
-            "n_batch": n_batch,
-            "library_log_means": torch.as_tensor(means),
-            "library_log_vars": torch.as_tensor(variances),
-        }
+        return self._module_cls(
+            n_input=self.summary_stats.n_vars,
+            n_batch=n_batch,
+            library_log_means=torch.as_tensor(means),
+            library_log_vars=torch.as_tensor(variances),
+            **model_kwargs,
+        )
 
     def train(
         self,
@@ -292,8 +296,11 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        >>> context.train(max_epochs=40, batch_size=128, lr=1e-3)
-        >>> context.history["elbo_train"].tail()
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> context.train(max_epochs=40, batch_size=128, lr=1e-3)  # doctest: +SKIP
+        >>> context.history["elbo_train"].tail()  # doctest: +SKIP
         """
         max_epochs, batch_size = self._check_training_args(max_epochs, batch_size, kwargs.get("train_size"))
         for name, value in (("min_kl_weight", min_kl_weight), ("max_kl_weight", max_kl_weight)):
@@ -373,8 +380,11 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        >>> inter = context.get_intermediate_representation()
-        >>> inter.shape  # (n_cells, outer_hidden[-1])
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> inter = context.get_intermediate_representation()  # doctest: +SKIP
+        >>> inter.shape  # (n_cells, outer_hidden[-1])  # doctest: +SKIP
         (1886, 300)
         """
         self._check_if_trained(warn=False)
@@ -418,15 +428,18 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        >>> z = context.get_latent_representation()[:5]
-        >>> out = context.decode_expression(z, batch=mouse.obs["donor"].to_numpy()[:5])
-        >>> out["rho"].sum(axis=1)  # normalised expression: every row sums to 1
-        >>> out["mu"].shape  # (5, n_mouse_genes), rho * 1e4
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> z = context.get_latent_representation()[:5]  # doctest: +SKIP
+        >>> out = context.decode_expression(z, batch=mouse.obs["donor"].to_numpy()[:5])  # doctest: +SKIP
+        >>> out["rho"].sum(axis=1)  # normalised expression: every row sums to 1  # doctest: +SKIP
+        >>> out["mu"].shape  # (5, n_mouse_genes), rho * 1e4  # doctest: +SKIP
         (5, 4313)
 
         The same context latents decoded by the target (human) decoder, as one human donor:
 
-        >>> human_mu = target.decode_expression(z, batch=human.obs["donor"].iloc[0], library=5e3)["mu"]
+        >>> human_mu = target.decode_expression(z, batch=human.obs["donor"].iloc[0], library=5e3)["mu"]  # doctest: +SKIP
         """
         self._check_if_trained()
         z = np.asarray(z, dtype=np.float32)
@@ -480,7 +493,10 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        >>> context.save("models/context", save_anndata=True, overwrite=True)
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> context.save("models/context", save_anndata=True, overwrite=True)  # doctest: +SKIP
         """
         owned = {f"{prefix or ''}{name}" for name in SAVED_FILES}
         with atomic_dir(dir_path, overwrite=overwrite, keep=lambda name: name not in owned) as tmp:
@@ -508,9 +524,12 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        >>> context.save("models/context", save_anndata=True, overwrite=True)
-        >>> context = xs.model.ContextModel.load("models/context")
-        >>> context = xs.model.ContextModel.load("models/context", adata=mouse)  # same genes as at training
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> context.save("models/context", save_anndata=True, overwrite=True)  # doctest: +SKIP
+        >>> context = xs.model.ContextModel.load("models/context")  # doctest: +SKIP
+        >>> context = xs.model.ContextModel.load("models/context", adata=mouse)  # same genes as at training  # doctest: +SKIP
         """
         folder = Path(dir_path)
         path = folder / f"{prefix or ''}model.pt"

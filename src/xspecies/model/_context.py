@@ -50,8 +50,11 @@ class ContextModel(SpeciesModelBase):
     >>> mouse = xs.datasets.pancreas("mouse")
     >>> xs.model.ContextModel.setup_anndata(mouse, batch_key="donor", labels_key="cell_ontology_class")
     >>> context = xs.model.ContextModel(mouse)
-    >>> context.train(max_epochs=40)
-    >>> mouse.obsm["X_xspecies"] = context.get_latent_representation()
+
+    Training takes minutes on the demo, so these lines are not run as doctests:
+
+    >>> context.train(max_epochs=40)  # doctest: +SKIP
+    >>> mouse.obsm["X_xspecies"] = context.get_latent_representation()  # doctest: +SKIP
     """
 
     _module_cls = SpeciesVAE
@@ -70,8 +73,17 @@ class ContextModel(SpeciesModelBase):
         use_library_encoder: bool = True,
     ):
         super().__init__(adata)
-        kwargs = self._module_kwargs(locals())
-        self.module = SpeciesVAE(n_input=self.summary_stats.n_vars, **kwargs)
+        self.module = self._build_module(
+            n_latent=n_latent,
+            outer_hidden=outer_hidden,
+            inner_hidden=inner_hidden,
+            decoder_hidden=decoder_hidden,
+            library_hidden=library_hidden,
+            layer_order=layer_order,
+            gene_likelihood=gene_likelihood,
+            dispersion=dispersion,
+            use_library_encoder=use_library_encoder,
+        )
         self._model_summary_string = (
             f"xspecies ContextModel: n_latent={n_latent}, outer={tuple(outer_hidden)}, "
             f"inner={tuple(inner_hidden)}, decoder={tuple(decoder_hidden)}, likelihood={gene_likelihood}, "

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
 from xspecies._io import atomic_dir
+
+#: File names of a scvi-tools hub folder (the metadata :class:`scvi.hub.HubModel` reads, the card).
+METADATA_FILE = "_scvi_required_metadata.json"
+CARD_FILE = "README.md"
 
 _CARD = """---
 library_name: scvi-tools
@@ -78,24 +80,20 @@ def save_to_hub_dir(
 
     Examples
     --------
-    >>> xs.model.save_to_hub_dir(target, "human_pancreas_target")
-    >>> from scvi.hub import HubModel
-    >>> target = HubModel("human_pancreas_target").load_model()
+    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+    (minutes of training).
+
+    >>> xs.model.save_to_hub_dir(target, "human_pancreas_target")  # doctest: +SKIP
+    >>> from scvi.hub import HubModel  # doctest: +SKIP
+    >>> target = HubModel("human_pancreas_target").load_model()  # doctest: +SKIP
     """
     from scvi.hub import HubMetadata
-    from scvi.hub._constants import _SCVI_HUB
 
     model._check_if_trained(warn=False)
     if not model.is_trained:
         raise ValueError("Train the model before saving it to a hub folder.")
     path = Path(dir_path)
     cls_name = type(model).__name__
-    metadata = HubMetadata(
-        scvi_version=version("scvi-tools"),
-        anndata_version=version("anndata"),
-        model_cls_name=cls_name,
-        model_parent_module="xspecies.model",
-    )
     labels = model.registry_["setup_args"].get("labels_key")
     if save_anndata:
         load_code = f'from scvi.hub import HubModel\n\nhub = HubModel("{path.name}")\nhub.load_model()  # hub.model is an xspecies.model.{cls_name}'
@@ -104,11 +102,16 @@ def save_to_hub_dir(
             "import xspecies as xs\n\n# saved without its data: pass the AnnData it was trained on\n"
             f'model = xs.model.load_hub_dir("{path.name}", adata=adata)'
         )
+    init = model.init_params_
+    init_params = {
+        **init["non_kwargs"],
+        **{k: v for group in init["kwargs"].values() for k, v in group.items()},
+    }
     card = _CARD.format(
         license=license_info,
         cls_name=cls_name,
-        scvi_version=metadata.scvi_version,
-        anndata_version=metadata.anndata_version,
+        scvi_version=model.registry_["scvi_version"],
+        anndata_version=version("anndata"),
         annotated=labels is not None,
         package="xspecies",
         package_version=version("xspecies"),
@@ -117,13 +120,17 @@ def save_to_hub_dir(
         n_genes=model.summary_stats.n_vars,
         n_cells=model.summary_stats.n_cells,
         n_latent=model.module.n_latent,
-        init_params=model.init_params_["non_kwargs"],
+        init_params=init_params,
     )
-    owned = {"model.pt", "adata.h5ad", _SCVI_HUB.METADATA_FILE_NAME, _SCVI_HUB.MODEL_CARD_FILE_NAME}
+    owned = {"model.pt", "adata.h5ad", METADATA_FILE, CARD_FILE}
     with atomic_dir(path, overwrite=overwrite, keep=lambda name: name not in owned) as tmp:
         model.save(str(tmp), overwrite=True, save_anndata=save_anndata)
-        (tmp / _SCVI_HUB.METADATA_FILE_NAME).write_text(json.dumps(asdict(metadata), indent=4))
-        (tmp / _SCVI_HUB.MODEL_CARD_FILE_NAME).write_text(card)
+        # scvi-tools version and model class from the saved registry, as HubModel expects them
+        metadata = HubMetadata.from_dir(
+            str(tmp), anndata_version=version("anndata"), model_parent_module="xspecies.model"
+        )
+        metadata.save(str(tmp / METADATA_FILE), overwrite=True)
+        (tmp / CARD_FILE).write_text(card)
     return path
 
 
@@ -149,16 +156,18 @@ def load_hub_dir(dir_path: str | Path, adata=None, **kwargs):
 
     Examples
     --------
-    >>> target = xs.model.load_hub_dir("human_pancreas_target")
-    >>> target = xs.model.load_hub_dir("human_pancreas_target_nodata", adata=human)
+    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+    (minutes of training).
+
+    >>> target = xs.model.load_hub_dir("human_pancreas_target")  # doctest: +SKIP
+    >>> target = xs.model.load_hub_dir("human_pancreas_target_nodata", adata=human)  # doctest: +SKIP
     """
     from scvi.hub import HubModel
-    from scvi.hub._constants import _SCVI_HUB
 
     path = Path(dir_path)
-    if not (path / _SCVI_HUB.METADATA_FILE_NAME).is_file():
+    if not (path / METADATA_FILE).is_file():
         raise FileNotFoundError(
-            f"{str(path)!r} is not a hub folder: {_SCVI_HUB.METADATA_FILE_NAME} is missing "
+            f"{str(path)!r} is not a hub folder: {METADATA_FILE} is missing "
             "(write one with xspecies.model.save_to_hub_dir)."
         )
     if adata is None and not (path / "adata.h5ad").is_file():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
@@ -13,6 +12,12 @@ from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
+from ._likelihoods import (
+    CELL_CHUNK,
+    candidate_table_log_likelihood,
+    count_log_likelihood,
+    count_log_likelihood_exact,
+)
 from ._nn import DEFAULT_LAYER_ORDER, MLP, GaussianHead
 
 #: Registry keys of the data-level neighbour search results carried by target minibatches.
@@ -20,285 +25,7 @@ NEIGHBORS_KEY = "homology_neighbors"
 TOP_PERCENT_KEY = "homology_top_percent"
 
 _DISPERSIONS = ("gene", "gene-batch", "gene-cell")
-#: Cells scored together against their candidates (bounds the cells x candidates x genes temporaries).
-_CELL_CHUNK = 64
 _LIKELIHOODS = ("nb", "zinb")
-
-
-def count_log_likelihood(
-    x: torch.Tensor,
-    mu: torch.Tensor,
-    theta: torch.Tensor,
-    zi_logits: torch.Tensor | None = None,
-    theta_terms: bool = True,
-    eps: float = 1e-8,
-) -> torch.Tensor:
-    """Per-cell NB/ZINB log-likelihood, summed over genes, up to a term that depends on ``x`` only.
-
-    ``log Gamma(x + 1)`` is left out (it does not depend on the model), and so are the terms that
-    depend on ``theta`` only when ``theta_terms`` is False (valid to compare likelihoods that share
-    ``theta``). Shapes broadcast; the gene axis is the last one.
-
-    Parameters
-    ----------
-    x
-        Counts.
-    mu
-        NB means.
-    theta
-        NB inverse dispersions.
-    zi_logits
-        Logits of the zero-inflation probability (``None``: plain NB).
-    theta_terms
-        Include ``log Gamma(x + theta) - log Gamma(theta)``.
-    eps
-        Numerical stability constant.
-
-    Returns
-    -------
-    torch.Tensor
-        Log-likelihoods with the gene axis summed out.
-    """
-    log_theta_mu = torch.log(theta + mu + eps)
-    log_nb_zero = theta * (torch.log(theta + eps) - log_theta_mu)
-    nonzero = x * (torch.log(mu + eps) - log_theta_mu)
-    if theta_terms:
-        nonzero = nonzero + torch.lgamma(x + theta) - torch.lgamma(theta)
-    if zi_logits is None:
-        return (log_nb_zero + nonzero).sum(-1)
-    # pi = sigmoid(zi_logits) is the zero-inflation probability (scvi-tools' parametrisation):
-    # zero count: log(pi + (1 - pi) NB(0)) = softplus(log NB(0) - zi) - softplus(-zi)
-    # otherwise:  log(1 - pi) + log NB(x) = (log NB(0) - zi) + nonzero - softplus(-zi)
-    shifted = log_nb_zero - zi_logits
-    ll = torch.where(x > eps, shifted + nonzero, F.softplus(shifted)) - F.softplus(-zi_logits)
-    return ll.sum(-1)
-
-
-def count_log_likelihood_exact(
-    x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor, zi_logits: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Exact per-cell NB/ZINB log-likelihood (as scvi-tools' distributions), for ``(n, genes)`` arrays.
-
-    The log-Gamma terms vanish for zero counts, so they are evaluated on the non-zero entries only,
-    which makes this several times cheaper than :meth:`scvi.distributions.ZeroInflatedNegativeBinomial.log_prob`
-    on sparse single-cell counts.
-
-    Parameters
-    ----------
-    x
-        Counts ``(n, n_genes)``.
-    mu, theta
-        NB means and inverse dispersions (``theta`` broadcastable to ``x``).
-    zi_logits
-        Zero-inflation logits (``None``: NB).
-
-    Returns
-    -------
-    torch.Tensor
-        ``(n,)`` log-likelihoods.
-    """
-    ll = count_log_likelihood(x, mu, theta, zi_logits, theta_terms=False)
-    rows, cols = torch.nonzero(x > 0, as_tuple=True)
-    counts = x[rows, cols]
-    th = theta.expand_as(x)[rows, cols]
-    terms = torch.lgamma(counts + th) - torch.lgamma(th) - torch.lgamma(counts + 1)
-    return ll.index_add(0, rows, terms)
-
-
-@torch.no_grad()
-def candidate_table_log_likelihood(
-    x: torch.Tensor,
-    log_library: torch.Tensor,
-    rho: torch.Tensor,
-    theta: torch.Tensor,
-    zi_logits: torch.Tensor | None,
-    rows: torch.Tensor,
-    eps: float = 1e-8,
-    chunk: int = _CELL_CHUNK,
-) -> torch.Tensor:
-    """:func:`count_log_likelihood` (``theta_terms=False``) of each cell under ``k`` decoded table rows.
-
-    For dispersions that do not depend on the latent (``"gene"``, ``"gene-batch"``): ``theta`` is the
-    same for all rows of a cell. The sums over genes that weight a term by the counts, or by the
-    zero/non-zero pattern of a cell, are contractions (matrix products) rather than element-wise
-    passes, and the terms of a table row alone are summed once per row, so only one logarithm and one
-    softplus are evaluated per cell, row and gene (no gradients).
-
-    Parameters
-    ----------
-    x
-        Counts ``(m, n_genes)``.
-    log_library
-        Log library sizes ``(m,)``.
-    rho, zi_logits
-        Decoder outputs of the table ``(n_rows, n_genes)`` (``zi_logits`` ``None``: NB).
-    theta
-        Inverse dispersions of each cell ``(m, n_genes)``.
-    rows
-        Table rows ``(m, k)`` to score for each cell.
-    eps
-        Numerical stability constant (as in :func:`count_log_likelihood`).
-    chunk
-        Cells per pass over (cells x rows x genes): bounds the temporary memory, whatever ``m``.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(m, k)`` log-likelihoods.
-    """
-    m, k = rows.shape
-    # sum_g x log(mu + eps) ~ log(library) * sum_g x + sum_g x log(rho): a (rows x genes) @ (genes x cells) product
-    x_log_rho = (torch.log(rho + eps) @ x.T)[rows, torch.arange(m, device=x.device)[:, None]]
-    ll = log_library.reshape(m, 1) * x.sum(-1, keepdim=True) + x_log_rho
-    if zi_logits is not None:
-        ll -= F.softplus(-zi_logits).sum(-1)[rows]
-    for start in range(0, m, chunk):
-        cells = slice(start, start + chunk)
-        ll[cells] += _candidate_chunk(
-            x[cells], log_library[cells], rho, theta[cells], zi_logits, rows[cells], eps
-        )
-    return ll
-
-
-def _candidate_chunk(x, log_library, rho, theta, zi_logits, rows, eps):
-    """The (cells x rows x genes) terms of :func:`candidate_table_log_likelihood` for a chunk of cells."""
-    m, k = rows.shape
-    flat = rows.reshape(-1)
-    library = torch.exp(log_library.reshape(m, 1, 1))
-    theta = theta[:, None, :]
-    log_theta_mu = (rho[flat].reshape(m, k, -1) * library).add_(theta).log_()
-    ll = -torch.bmm(log_theta_mu, x[:, :, None]).squeeze(-1)
-    # log NB(0) = theta log(theta) - theta log(theta + mu)
-    log_nb_zero = log_theta_mu.mul_(-theta).add_(theta * torch.log(theta + eps))
-    if zi_logits is None:
-        return ll + log_nb_zero.sum(-1)
-    nonzero = (x > eps).to(x.dtype)
-    shifted = log_nb_zero.sub_(zi_logits[flat].reshape(m, k, -1))
-    ll += torch.bmm(shifted, nonzero[:, :, None]).squeeze(-1)
-    return ll + torch.bmm(F.softplus(shifted), (1 - nonzero)[:, :, None]).squeeze(-1)
-
-
-class DecodedTable:
-    """Decoder outputs of a table of latents for one batch, prepared for many likelihood evaluations.
-
-    The log-likelihood of a cell's counts under a table row splits into a *zero part*, the sum over all
-    genes of the probability of a zero count, which depends on the cell only through its library size,
-    and a correction on the cell's non-zero genes. The zero part of every row is evaluated (value and
-    derivative) at anchors spaced ``spacing`` apart on the log-library axis and interpolated with cubic
-    Hermite polynomials (error well below 0.1 nats at the default spacing); the correction is exact.
-    The cost is thus one pass over (rows x anchors x genes) plus one over (cells x rows x non-zero
-    genes), instead of (cells x rows x genes).
-
-    Parameters
-    ----------
-    rho, theta, zi_logits
-        Decoder outputs for the table rows (``theta`` per row only for ``per_row_theta``).
-    per_row_theta
-        Whether ``theta`` differs between rows (dispersion ``"gene-cell"``).
-    log_library
-        Log library sizes of the cells to be scored (the anchors cover their range).
-    spacing
-        Distance of the anchors on the log-library axis.
-    eps
-        Numerical stability constant (as in :func:`count_log_likelihood`).
-    """
-
-    def __init__(
-        self,
-        rho: torch.Tensor,
-        theta: torch.Tensor,
-        zi_logits: torch.Tensor | None,
-        per_row_theta: bool,
-        log_library: torch.Tensor,
-        spacing: float = 0.5,
-        eps: float = 1e-8,
-    ):
-        self.rho = rho
-        self.per_row_theta = per_row_theta
-        self.theta = theta if per_row_theta else theta.reshape(-1, theta.shape[-1])[0]
-        self.zi = zi_logits
-        self.eps = eps
-        low, high = float(log_library.min()), float(log_library.max())
-        n_anchors = max(2, int(np.ceil((high - low) / spacing)) + 1)
-        self.low, self.step = low, max((high - low) / (n_anchors - 1), 1e-6)
-        values, slopes = [], []
-        for j in range(n_anchors):
-            v, d = self._zero_part(self.low + j * self.step)
-            values.append(v)
-            slopes.append(d)
-        self.values = torch.stack(values, dim=1)  # (n_rows, n_anchors)
-        self.slopes = torch.stack(slopes, dim=1)
-
-    def _zero_part(self, log_lib: float, chunk: int = 512):
-        """Zero part of every row and its derivative in the log library, at one library size."""
-        out_v, out_d = [], []
-        for start in range(0, self.rho.shape[0], chunk):
-            rho = self.rho[start : start + chunk]
-            theta = self.theta[start : start + chunk] if self.per_row_theta else self.theta
-            mu = rho * float(np.exp(log_lib))
-            log_theta_mu = torch.log(theta + mu + self.eps)
-            log_nb0 = theta * (torch.log(theta + self.eps) - log_theta_mu)
-            d_nb0 = -theta * mu / (theta + mu + self.eps)
-            if self.zi is None:
-                out_v.append(log_nb0.sum(-1))
-                out_d.append(d_nb0.sum(-1))
-            else:
-                zi = self.zi[start : start + chunk]
-                arg = log_nb0 - zi
-                out_v.append((F.softplus(arg) - F.softplus(-zi)).sum(-1))
-                out_d.append((torch.sigmoid(arg) * d_nb0).sum(-1))
-        return torch.cat(out_v), torch.cat(out_d)
-
-    def _interpolate(self, rows: torch.Tensor, log_lib: torch.Tensor) -> torch.Tensor:
-        pos = (log_lib - self.low) / self.step
-        j = torch.clamp(torch.floor(pos), 0, self.values.shape[1] - 2).long()
-        t = (pos - j)[:, None]
-        jj = j[:, None].expand_as(rows)
-        v0, v1 = self.values[rows, jj], self.values[rows, jj + 1]
-        d0, d1 = self.slopes[rows, jj] * self.step, self.slopes[rows, jj + 1] * self.step
-        t2, t3 = t * t, t * t * t
-        return (2 * t3 - 3 * t2 + 1) * v0 + (t3 - 2 * t2 + t) * d0 + (3 * t2 - 2 * t3) * v1 + (t3 - t2) * d1
-
-    def log_likelihood(self, x: torch.Tensor, library: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """:func:`count_log_likelihood` of cells ``x`` under table rows ``rows`` (per cell).
-
-        Parameters
-        ----------
-        x
-            Counts ``(m, n_genes)``.
-        library
-            Log library sizes ``(m,)``.
-        rows
-            Table rows ``(m, k)`` to evaluate for each cell.
-
-        Returns
-        -------
-        torch.Tensor
-            ``(m, k)`` log-likelihoods.
-        """
-        library = library.reshape(-1)
-        total = self._interpolate(rows, library)
-        nz = x > self.eps
-        n_nz = int(nz.sum(-1).max()) if x.numel() else 0
-        if n_nz == 0:
-            return total
-        genes = torch.argsort(nz.to(torch.int8), dim=-1, descending=True, stable=True)[:, :n_nz]
-        valid = torch.gather(nz, 1, genes)[:, None, :]
-        counts = (torch.gather(x, 1, genes) * valid[:, 0])[:, None, :]
-        pick = (rows[:, :, None], genes[:, None, :])
-        mu = self.rho[pick] * torch.exp(library)[:, None, None]
-        theta = self.theta[pick] if self.per_row_theta else self.theta[genes][:, None, :]
-        log_theta_mu = torch.log(theta + mu + self.eps)
-        corr = counts * (torch.log(mu + self.eps) - log_theta_mu)
-        if self.per_row_theta:
-            corr = corr + torch.lgamma(counts + theta) - torch.lgamma(theta)
-        if self.zi is not None:
-            # swap the zero case for the non-zero case on these genes:
-            # [log(1 - pi) + log NB(0)] - [softplus(log NB(0) - zi) - softplus(-zi)], log(1 - pi) = -softplus(zi)
-            zi = self.zi[pick]
-            log_nb0 = theta * (torch.log(theta + self.eps) - log_theta_mu)
-            corr = corr + log_nb0 - F.softplus(log_nb0 - zi) - zi
-        return total + (corr * valid).sum(-1)
 
 
 class CountDecoder(nn.Module):
@@ -477,10 +204,13 @@ class SpeciesVAE(BaseModuleClass):
 
         Examples
         --------
-        >>> x = torch.as_tensor(mouse.X[:8].toarray())
-        >>> batch_index = torch.as_tensor(mouse.obs["donor"].cat.codes.to_numpy()[:8, None])
-        >>> out = context.module.encode(x, batch_index)
-        >>> out["qz"].loc.shape, out["inter"].shape
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> x = torch.as_tensor(mouse.X[:8].toarray())  # doctest: +SKIP
+        >>> batch_index = torch.as_tensor(mouse.obs["donor"].cat.codes.to_numpy()[:8, None])  # doctest: +SKIP
+        >>> out = context.module.encode(x, batch_index)  # doctest: +SKIP
+        >>> out["qz"].loc.shape, out["inter"].shape  # doctest: +SKIP
         (torch.Size([8, 10]), torch.Size([8, 300]))
         """
         x_log = torch.log1p(x)
@@ -517,8 +247,11 @@ class SpeciesVAE(BaseModuleClass):
 
         Examples
         --------
-        >>> out = context.module.inference(x, batch_index, n_samples=3)
-        >>> out["z"].shape
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> out = context.module.inference(x, batch_index, n_samples=3)  # doctest: +SKIP
+        >>> out["z"].shape  # doctest: +SKIP
         torch.Size([3, 8, 10])
         """
         out = self.encode(x, batch_index)
@@ -562,9 +295,12 @@ class SpeciesVAE(BaseModuleClass):
 
         Examples
         --------
-        >>> inference = context.module.inference(x, batch_index)
-        >>> out = context.module.generative(inference["z"], inference["library"], batch_index, transform_batch=0)
-        >>> out["px"].mean.shape
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> inference = context.module.inference(x, batch_index)  # doctest: +SKIP
+        >>> out = context.module.generative(inference["z"], inference["library"], batch_index, transform_batch=0)  # doctest: +SKIP
+        >>> out["px"].mean.shape  # doctest: +SKIP
         torch.Size([8, 4313])
         """
         if transform_batch is not None:
@@ -600,11 +336,14 @@ class SpeciesVAE(BaseModuleClass):
 
         Examples
         --------
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
         Calling the module runs :meth:`inference`, :meth:`generative` and this loss:
 
-        >>> tensors = {REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.BATCH_KEY: batch_index}
-        >>> inference, generative, loss = context.module(tensors, loss_kwargs={"kl_weight": 1.0})
-        >>> loss.reconstruction_loss["reconstruction_loss"].shape
+        >>> tensors = {REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.BATCH_KEY: batch_index}  # doctest: +SKIP
+        >>> inference, generative, loss = context.module(tensors, loss_kwargs={"kl_weight": 1.0})  # doctest: +SKIP
+        >>> loss.reconstruction_loss["reconstruction_loss"].shape  # doctest: +SKIP
         torch.Size([8])
         """
         x = tensors[REGISTRY_KEYS.X_KEY]
@@ -642,8 +381,11 @@ class SpeciesVAE(BaseModuleClass):
 
         Examples
         --------
-        >>> counts = context.module.sample({REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.BATCH_KEY: batch_index})
-        >>> counts.shape
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> counts = context.module.sample({REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.BATCH_KEY: batch_index})  # doctest: +SKIP
+        >>> counts.shape  # doctest: +SKIP
         torch.Size([8, 4313])
         """
         _, gen = self.forward(tensors, inference_kwargs={"n_samples": n_samples}, compute_loss=False)
@@ -673,15 +415,18 @@ class SpeciesVAE(BaseModuleClass):
 
         Examples
         --------
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
         Score the 25 closest data-level neighbours (context latents) of 8 human cells under the target
         decoder:
 
-        >>> x = torch.as_tensor(human.X[:8].toarray())
-        >>> batch_index = torch.as_tensor(human.obs["donor"].cat.codes.to_numpy()[:8, None])
-        >>> library = target.module.encode(x, batch_index)["library_mean"]
-        >>> neighbors = human.obsm["homology_neighbors"][:8, :25]
-        >>> z = torch.as_tensor(context.get_latent_representation()[neighbors])
-        >>> target.module.candidate_log_likelihood(x, z, batch_index, library).shape
+        >>> x = torch.as_tensor(human.X[:8].toarray())  # doctest: +SKIP
+        >>> batch_index = torch.as_tensor(human.obs["donor"].cat.codes.to_numpy()[:8, None])  # doctest: +SKIP
+        >>> library = target.module.encode(x, batch_index)["library_mean"]  # doctest: +SKIP
+        >>> neighbors = human.obsm["homology_neighbors"][:8, :25]  # doctest: +SKIP
+        >>> z = torch.as_tensor(context.get_latent_representation()[neighbors])  # doctest: +SKIP
+        >>> target.module.candidate_log_likelihood(x, z, batch_index, library).shape  # doctest: +SKIP
         torch.Size([8, 25])
         """
         m, k, n_lat = z.shape
@@ -707,8 +452,8 @@ class SpeciesVAE(BaseModuleClass):
             theta = theta.expand(m, -1) if theta.dim() == 1 else theta[rows[:, 0]]
             return candidate_table_log_likelihood(x, library.reshape(-1), rho, theta, zi, rows)
         out = []
-        for start in range(0, m, _CELL_CHUNK):  # bounds the (cells x rows x genes) temporaries
-            cells = slice(start, start + _CELL_CHUNK)
+        for start in range(0, m, CELL_CHUNK):  # bounds the (cells x rows x genes) temporaries
+            cells = slice(start, start + CELL_CHUNK)
             r = rows[cells]
             mu = torch.exp(library.reshape(m, 1, 1)[cells]) * rho[r]
             out.append(count_log_likelihood(x[cells, None, :], mu, theta[r], None if zi is None else zi[r]))
@@ -735,7 +480,7 @@ class TargetVAE(SpeciesVAE):
         ``"inter"`` (align outer encoder outputs) or ``"latent"`` (align latent means).
     freeze_inner
         Freeze the inner encoder.
-    k_neigh
+    n_candidates
         Data-level neighbour candidates considered per aligned target cell.
     top_percent
         Align the target cells with ``homology_top_percent <= top_percent``.
@@ -749,6 +494,7 @@ class TargetVAE(SpeciesVAE):
     The module of a target model is ``target.module``; built directly (the context buffers are
     filled by ``TargetModel.from_context``):
 
+    >>> import xspecies as xs
     >>> vae = xs.model.TargetVAE(n_input=2000, n_context_obs=1886, n_obs=2142, n_batch=4)
     >>> vae.context_rep.shape  # outer encoder outputs of the context cells (alignment="inter")
     torch.Size([1886, 300])
@@ -761,7 +507,7 @@ class TargetVAE(SpeciesVAE):
         n_obs: int = 0,
         alignment: str = "inter",
         freeze_inner: bool = True,
-        k_neigh: int = 25,
+        n_candidates: int = 25,
         top_percent: float = 20.0,
         candidate_z: str = "mean",
         **kwargs,
@@ -773,7 +519,7 @@ class TargetVAE(SpeciesVAE):
             raise ValueError(f"candidate_z must be 'mean' or 'sample', got {candidate_z!r}.")
         self.alignment = alignment
         self.freeze_inner = freeze_inner
-        self.k_neigh = k_neigh
+        self.n_candidates = n_candidates
         self.top_percent = top_percent
         self.candidate_z = candidate_z
         rep_dim = self.outer_encoder.n_out if alignment == "inter" else self.n_latent
@@ -782,8 +528,8 @@ class TargetVAE(SpeciesVAE):
         self.register_buffer("context_rep", torch.zeros(n_context_obs, rep_dim))
         # alignment partner (context row) of each target cell, chosen during training; not saved
         self.register_buffer("partner", torch.full((n_obs,), -1, dtype=torch.long), persistent=False)
-        # which of its first k_neigh neighbours may be a cell's partner (set by TargetModel.from_context)
-        self.register_buffer("allowed", torch.ones(n_obs, k_neigh, dtype=torch.bool), persistent=False)
+        # which of its first n_candidates neighbours may be a cell's partner (set by TargetModel.from_context)
+        self.register_buffer("allowed", torch.ones(n_obs, n_candidates, dtype=torch.bool), persistent=False)
         if freeze_inner:
             self.inner_encoder.requires_grad_(False)
 
@@ -802,8 +548,11 @@ class TargetVAE(SpeciesVAE):
 
         Examples
         --------
-        >>> module = target.module.train()  # alignment="inter": the inner encoder is frozen
-        >>> module.training, module.inner_encoder.training
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> module = target.module.train()  # alignment="inter": the inner encoder is frozen  # doctest: +SKIP
+        >>> module.training, module.inner_encoder.training  # doctest: +SKIP
         (True, False)
         """
         super().train(mode)
@@ -815,7 +564,7 @@ class TargetVAE(SpeciesVAE):
     def update_partners(self, tensors: dict) -> int:
         """Choose the alignment partner of the trusted target cells of a minibatch.
 
-        The candidates of a cell are its first ``k_neigh`` data-level neighbours (those allowed by the
+        The candidates of a cell are its first ``n_candidates`` data-level neighbours (those allowed by the
         ``allowed`` buffer: by default all; :meth:`~xspecies.model.TargetModel.from_context` keeps the
         neighbours of the cell's voted label); its partner is the candidate whose latent, decoded by this
         (target) decoder, explains the cell's counts best. The choice is stored in the ``partner`` buffer
@@ -833,25 +582,28 @@ class TargetVAE(SpeciesVAE):
 
         Examples
         --------
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
         The training plan calls it on the trusted cells at the start of every ``partner_refresh``-th
         epoch; by hand, for the first 8 human cells:
 
-        >>> tensors = {
+        >>> tensors = {  # doctest: +SKIP
         ...     REGISTRY_KEYS.X_KEY: torch.as_tensor(human.X[:8].toarray()),
         ...     REGISTRY_KEYS.BATCH_KEY: torch.as_tensor(human.obs["donor"].cat.codes.to_numpy()[:8, None]),
         ...     REGISTRY_KEYS.INDICES_KEY: torch.arange(8)[:, None],
         ...     "homology_neighbors": torch.as_tensor(human.obsm["homology_neighbors"][:8]),
         ...     "homology_top_percent": torch.as_tensor(human.obs["homology_top_percent"].to_numpy()[:8, None]),
         ... }
-        >>> n_trusted = target.module.update_partners(tensors)
-        >>> target.module.partner[:8]  # context row of each cell's partner, -1: not aligned
+        >>> n_trusted = target.module.update_partners(tensors)  # doctest: +SKIP
+        >>> target.module.partner[:8]  # context row of each cell's partner, -1: not aligned  # doctest: +SKIP
         """
         mask = tensors[TOP_PERCENT_KEY].reshape(-1) <= self.top_percent
         if not bool(mask.any()):
             return 0
         x = tensors[REGISTRY_KEYS.X_KEY][mask]
         batch_index = tensors[REGISTRY_KEYS.BATCH_KEY][mask]
-        idx = tensors[NEIGHBORS_KEY][mask][:, : self.k_neigh].long()
+        idx = tensors[NEIGHBORS_KEY][mask][:, : self.n_candidates].long()
         # decode each distinct (candidate, batch) pair once
         keys = idx * self.n_batch + batch_index.reshape(-1, 1).long()
         pairs, inverse = torch.unique(keys, return_inverse=True)
@@ -886,10 +638,13 @@ class TargetVAE(SpeciesVAE):
 
         Examples
         --------
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
         With ``tensors`` as in :meth:`update_partners` (partners chosen):
 
-        >>> inference = target.module.inference(tensors[REGISTRY_KEYS.X_KEY], tensors[REGISTRY_KEYS.BATCH_KEY])
-        >>> target.module.alignment_distance(tensors, inference).shape
+        >>> inference = target.module.inference(tensors[REGISTRY_KEYS.X_KEY], tensors[REGISTRY_KEYS.BATCH_KEY])  # doctest: +SKIP
+        >>> target.module.alignment_distance(tensors, inference).shape  # doctest: +SKIP
         torch.Size([8])
         """
         rep = inference_outputs["inter"] if self.alignment == "inter" else inference_outputs["qz"].loc
@@ -925,10 +680,13 @@ class TargetVAE(SpeciesVAE):
 
         Examples
         --------
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
         With ``tensors`` as in :meth:`update_partners`:
 
-        >>> inference, generative, loss = target.module(tensors, loss_kwargs={"eta": 25.0})
-        >>> loss.extra_metrics["alignment"]
+        >>> inference, generative, loss = target.module(tensors, loss_kwargs={"eta": 25.0})  # doctest: +SKIP
+        >>> loss.extra_metrics["alignment"]  # doctest: +SKIP
         """
         out = super().loss(tensors, inference_outputs, generative_outputs, kl_weight=kl_weight)
         if eta <= 0 or NEIGHBORS_KEY not in tensors:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -15,24 +16,38 @@ from tqdm.auto import tqdm
 
 from xspecies._validation import check_int, context_fingerprint
 
-from ._base import SpeciesModelBase, check_setup_inputs, require_trained
+from ._base import SpeciesModelBase, check_architecture, check_setup_inputs, require_trained
 from ._context import ContextModel
-from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, DecodedTable, TargetVAE
-from ._nn import DEFAULT_LAYER_ORDER
+from ._likelihoods import DecodedTable
+from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, TargetVAE
 from ._training import AlignmentTrainingPlan
 
 #: Largest table (cells x genes) of decoded candidates kept in memory by the fast similarity path.
 _TABLE_LIMIT = 60_000_000
 #: Elements (cells x candidates x genes) evaluated at once when comparing likelihoods.
 _CHUNK_ELEMENTS = 1 << 21
+#: Former name of ``n_candidates`` (xspecies < 0.2), still found in the saves of that time.
+_FORMER_NAME = "k_neigh"
+#: Architecture arguments a target may set differently from its context (the others feed or are the
+#: shared inner encoder).
+TARGET_ARCHITECTURE = (
+    "outer_hidden",
+    "decoder_hidden",
+    "library_hidden",
+    "gene_likelihood",
+    "dispersion",
+    "use_library_encoder",
+)
 
 
-def _label_consistent(adata: AnnData, context_adata: AnnData, homology_key: str, k_neigh: int) -> np.ndarray:
-    """``(n_target, k_neigh)`` mask: which data-level neighbours carry the target cell's voted label.
+def _label_consistent(
+    adata: AnnData, context_adata: AnnData, homology_key: str, n_candidates: int
+) -> np.ndarray:
+    """``(n_target, n_candidates)`` mask: which data-level neighbours carry the target cell's voted label.
 
     All True when the neighbour search voted no labels (or the context lacks them).
     """
-    neighbors = np.asarray(adata.obsm[f"{homology_key}_neighbors"])[:, :k_neigh]
+    neighbors = np.asarray(adata.obsm[f"{homology_key}_neighbors"])[:, :n_candidates]
     labels_key = adata.uns[homology_key].get("labels_key") or ""
     voted_key = f"{homology_key}_{labels_key}"
     if not labels_key or voted_key not in adata.obs or labels_key not in context_adata.obs:
@@ -102,7 +117,7 @@ class TargetModel(SpeciesModelBase):
     decoder, and the context's inner encoder (frozen for ``alignment="inter"``, a trainable copy for
     ``"latent"``). During training, target cells whose data-level neighbour search is trusted
     (``obs["homology_top_percent"] <= top_percent``) are pulled towards the context cell that, among
-    their ``k_neigh`` data-level neighbours, best explains their counts under the target decoder. When
+    their ``n_candidates`` data-level neighbours, best explains their counts under the target decoder. When
     the neighbour search voted labels, only the neighbours of the cell's voted label are candidates (so
     a trusted T cell is pulled towards a context T cell even when most of its 25 neighbours are
     macrophages).
@@ -115,29 +130,33 @@ class TargetModel(SpeciesModelBase):
         Target AnnData registered with :meth:`setup_anndata`.
     n_context_obs
         Number of context cells (size of the stored context buffers).
-    n_latent, outer_hidden, inner_hidden, decoder_hidden, library_hidden, layer_order
-        Architecture (see :class:`ContextModel`); the inner encoder and ``outer_hidden[-1]`` must match
-        the context's.
-    gene_likelihood, dispersion, use_library_encoder
-        Observation model of the target (see :class:`ContextModel`).
     alignment
         ``"inter"``: align outer encoder outputs, inner encoder frozen; ``"latent"``: align latent means,
         inner encoder trainable.
-    k_neigh
-        Data-level neighbour candidates per aligned cell.
+    n_candidates
+        Data-level neighbours considered as alignment candidates per aligned cell (formerly ``k_neigh``;
+        models saved with that name load unchanged).
     top_percent
         Percentage of most trusted target cells that are aligned.
     candidate_z
         ``"mean"`` (decode the candidates' latent means, default) or ``"sample"`` (a posterior draw, as
         scSpecies).
+    **model_kwargs
+        Architecture, passed to :class:`~xspecies.model.TargetVAE` (``n_latent``, ``outer_hidden``,
+        ``inner_hidden``, ``decoder_hidden``, ``library_hidden``, ``layer_order``, ``gene_likelihood``,
+        ``dispersion``, ``use_library_encoder``; see :class:`ContextModel`). :meth:`from_context` passes
+        the context's; the inner encoder and ``outer_hidden[-1]`` must match it.
 
     Examples
     --------
-    >>> xs.pp.translate_genes(human, "human", "mouse")
-    >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
-    >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor")
-    >>> target = xs.model.TargetModel.from_context(context, human)
-    >>> target.train(max_epochs=40)
+    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+    (minutes of training).
+
+    >>> xs.pp.translate_genes(human, "human", "mouse")  # doctest: +SKIP
+    >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")  # doctest: +SKIP
+    >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor")  # doctest: +SKIP
+    >>> target = xs.model.TargetModel.from_context(context, human)  # doctest: +SKIP
+    >>> target.train(max_epochs=40)  # doctest: +SKIP
     """
 
     _module_cls = TargetVAE
@@ -147,43 +166,37 @@ class TargetModel(SpeciesModelBase):
         self,
         adata: AnnData,
         n_context_obs: int,
-        n_latent: int = 10,
-        outer_hidden: Sequence[int] = (300,),
-        inner_hidden: Sequence[int] = (200,),
-        decoder_hidden: Sequence[int] = (200, 300),
-        library_hidden: Sequence[int] = (200,),
-        layer_order: Sequence = DEFAULT_LAYER_ORDER,
-        gene_likelihood: str = "zinb",
-        dispersion: str = "gene-batch",
-        use_library_encoder: bool = True,
-        alignment: str = "inter",
-        k_neigh: int = 25,
+        *,
+        alignment: Literal["inter", "latent"] = "inter",
+        n_candidates: int = 25,
         top_percent: float = 20.0,
-        candidate_z: str = "mean",
+        candidate_z: Literal["mean", "sample"] = "mean",
+        **model_kwargs,
     ):
         super().__init__(adata)
+        # saves of xspecies < 0.2 recorded n_candidates under its former name
+        n_candidates = model_kwargs.pop(_FORMER_NAME, n_candidates)
         check_int("n_context_obs", n_context_obs)
-        check_int("k_neigh", k_neigh)
+        check_int("n_candidates", n_candidates)
         if not (math.isfinite(top_percent) and 0 < top_percent <= 100):
             raise ValueError(f"top_percent must lie in (0, 100], got {top_percent!r}.")
-        kwargs = self._module_kwargs(locals())
-        self.module = TargetVAE(
-            n_input=self.summary_stats.n_vars,
+        self.module = self._build_module(
             n_context_obs=int(n_context_obs),
             n_obs=self.summary_stats.n_cells,
             alignment=alignment,
             freeze_inner=alignment == "inter",
-            k_neigh=int(k_neigh),
+            n_candidates=int(n_candidates),
             top_percent=float(top_percent),
             candidate_z=candidate_z,
-            **kwargs,
+            **model_kwargs,
         )
         self.homologous_genes_: tuple[np.ndarray, np.ndarray] | None = None
         self.context_var_names_: np.ndarray | None = None
         self.context_fingerprint_: str | None = None
         self._model_summary_string = (
-            f"xspecies TargetModel: alignment={alignment}, k_neigh={k_neigh}, top_percent={top_percent}, "
-            f"n_context_obs={n_context_obs}, likelihood={gene_likelihood}, dispersion={dispersion}"
+            f"xspecies TargetModel: alignment={alignment}, n_candidates={n_candidates}, "
+            f"top_percent={top_percent}, n_context_obs={n_context_obs}, "
+            f"likelihood={self.module.gene_likelihood}, dispersion={self.module.dispersion}"
         )
         self.init_params_ = self._get_init_params(locals())
 
@@ -225,9 +238,12 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
-        >>> xs.pp.translate_genes(human, "human", "mouse")
-        >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
-        >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor", labels_key="cell_ontology_class")
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> xs.pp.translate_genes(human, "human", "mouse")  # doctest: +SKIP
+        >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")  # doctest: +SKIP
+        >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor", labels_key="cell_ontology_class")  # doctest: +SKIP
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         check_setup_inputs(adata, layer, batch_key, labels_key)
@@ -255,18 +271,17 @@ class TargetModel(SpeciesModelBase):
         cls,
         context: ContextModel,
         adata: AnnData,
-        alignment: str = "inter",
-        k_neigh: int = 25,
+        *,
+        alignment: Literal["inter", "latent"] = "inter",
+        n_candidates: int = 25,
         top_percent: float = 20.0,
-        candidate_z: str = "mean",
-        outer_hidden: Sequence[int] | None = None,
-        decoder_hidden: Sequence[int] | None = None,
-        library_hidden: Sequence[int] | None = None,
-        gene_likelihood: str | None = None,
-        dispersion: str | None = None,
-        use_library_encoder: bool | None = None,
+        candidate_z: Literal["mean", "sample"] = "mean",
+        **model_kwargs,
     ) -> TargetModel:
         """Create a target model that shares the inner encoder of a trained context model.
+
+        As scvi-tools' :meth:`scvi.model.SCANVI.from_scvi_model`, the new model gets the context's
+        architecture (its ``__init__`` arguments) updated with ``model_kwargs``.
 
         Parameters
         ----------
@@ -278,15 +293,16 @@ class TargetModel(SpeciesModelBase):
         alignment
             ``"inter"`` (default; inner encoder frozen: no gradients, evaluation mode) or ``"latent"``
             (a trainable copy; latent means are aligned).
-        k_neigh
-            Data-level neighbours considered as alignment candidates per cell.
+        n_candidates
+            Data-level neighbours considered as alignment candidates per cell (formerly ``k_neigh``).
         top_percent
             Align the cells with ``obs["<homology_key>_top_percent"] <= top_percent``.
         candidate_z
             ``"mean"`` or ``"sample"``, see :class:`TargetModel`.
-        outer_hidden, decoder_hidden, library_hidden, gene_likelihood, dispersion, use_library_encoder
-            Target architecture; ``None`` copies the context's. ``outer_hidden[-1]`` must equal the
-            context's.
+        **model_kwargs
+            Target architecture where it differs from the context's: ``outer_hidden``,
+            ``decoder_hidden``, ``library_hidden``, ``gene_likelihood``, ``dispersion``,
+            ``use_library_encoder``. ``outer_hidden[-1]`` must equal the context's.
 
         Returns
         -------
@@ -297,66 +313,67 @@ class TargetModel(SpeciesModelBase):
         ------
         NotTrainedError
             When the context model is not trained.
+        TypeError
+            On an architecture argument the target cannot set (``n_latent``, ``inner_hidden`` and
+            ``layer_order`` are the shared inner encoder's) or an unknown argument.
         ValueError
             When the neighbour search in ``adata.uns`` ran on another context than ``context.adata``
             (other cells or genes, or another order; checked by the fingerprint that
-            :func:`xspecies.pp.homology_neighbors` records), or on a bad ``k_neigh``/``top_percent``.
+            :func:`xspecies.pp.homology_neighbors` records), or on a bad ``n_candidates``/``top_percent``.
 
         Examples
         --------
-        >>> target = xs.model.TargetModel.from_context(context, human, alignment="inter", k_neigh=25)
-        >>> target.homologous_genes_[0][:5]  # target genes shared with the context through orthologs
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> target = xs.model.TargetModel.from_context(context, human, alignment="inter", n_candidates=25)  # doctest: +SKIP
+        >>> target.homologous_genes_[0][:5]  # target genes shared with the context through orthologs  # doctest: +SKIP
 
         ``alignment="latent"`` trains a copy of the inner encoder and aligns latent means:
 
-        >>> latent_target = xs.model.TargetModel.from_context(context, human, alignment="latent")
+        >>> latent_target = xs.model.TargetModel.from_context(context, human, alignment="latent")  # doctest: +SKIP
         """
-        homology_key, target_idx, context_idx = cls._check_context(context, adata, k_neigh)
-        arch = context.init_params_["non_kwargs"]
+        homology_key, target_idx, context_idx = cls._check_context(context, adata, n_candidates, model_kwargs)
         model = cls(
             adata,
             n_context_obs=context.adata.n_obs,
-            n_latent=arch["n_latent"],
-            outer_hidden=arch["outer_hidden"] if outer_hidden is None else outer_hidden,
-            inner_hidden=arch["inner_hidden"],
-            decoder_hidden=arch["decoder_hidden"] if decoder_hidden is None else decoder_hidden,
-            library_hidden=arch["library_hidden"] if library_hidden is None else library_hidden,
-            layer_order=arch["layer_order"],
-            gene_likelihood=arch["gene_likelihood"] if gene_likelihood is None else gene_likelihood,
-            dispersion=arch["dispersion"] if dispersion is None else dispersion,
-            use_library_encoder=arch["use_library_encoder"]
-            if use_library_encoder is None
-            else use_library_encoder,
             alignment=alignment,
-            k_neigh=k_neigh,
+            n_candidates=n_candidates,
             top_percent=top_percent,
             candidate_z=candidate_z,
+            **{**context.init_params_["non_kwargs"], **model_kwargs},
         )
         if model.module.outer_encoder.n_out != context.module.outer_encoder.n_out:
             raise ValueError(
                 f"outer_hidden[-1] must equal the context's ({context.module.outer_encoder.n_out}) to feed "
                 "the shared inner encoder."
             )
-        model.module.inner_encoder.load_state_dict(context.module.inner_encoder.state_dict())
-        qz_mean, qz_var = context.get_latent_representation(return_dist=True)
-        rep = context.get_intermediate_representation() if alignment == "inter" else qz_mean
-        with torch.no_grad():
-            model.module.context_qz_mean.copy_(torch.as_tensor(qz_mean))
-            model.module.context_qz_var.copy_(torch.as_tensor(qz_var))
-            model.module.context_rep.copy_(torch.as_tensor(rep))
-        model.module.allowed.copy_(
-            torch.as_tensor(_label_consistent(adata, context.adata, homology_key, k_neigh))
-        )
-        model.homologous_genes_ = (target_idx, context_idx)
-        model.context_var_names_ = context.adata.var_names.astype(str).to_numpy()
-        model.context_fingerprint_ = context_fingerprint(context.adata)
+        model._copy_context(context, homology_key, target_idx, context_idx)
         return model
+
+    def _copy_context(
+        self, context: ContextModel, homology_key: str, target_idx: np.ndarray, context_idx: np.ndarray
+    ) -> None:
+        """Fill the module's context buffers and the model's context records from a checked ``context``."""
+        module = self.module
+        module.inner_encoder.load_state_dict(context.module.inner_encoder.state_dict())
+        qz_mean, qz_var = context.get_latent_representation(return_dist=True)
+        rep = context.get_intermediate_representation() if module.alignment == "inter" else qz_mean
+        with torch.no_grad():
+            module.context_qz_mean.copy_(torch.as_tensor(qz_mean))
+            module.context_qz_var.copy_(torch.as_tensor(qz_var))
+            module.context_rep.copy_(torch.as_tensor(rep))
+        allowed = _label_consistent(self.adata, context.adata, homology_key, module.n_candidates)
+        module.allowed.copy_(torch.as_tensor(allowed))
+        self.homologous_genes_ = (target_idx, context_idx)
+        self.context_var_names_ = context.adata.var_names.astype(str).to_numpy()
+        self.context_fingerprint_ = context_fingerprint(context.adata)
 
     @classmethod
     def _check_context(
-        cls, context: ContextModel, adata: AnnData, k_neigh: int
+        cls, context: ContextModel, adata: AnnData, n_candidates: int, model_kwargs: dict
     ) -> tuple[str, np.ndarray, np.ndarray]:
-        """Check what :meth:`from_context` needs, before any work: the models, the registration and the search.
+        """Check what :meth:`from_context` needs, before any work: arguments, models, registration, search.
 
         The neighbour search must have run against ``context.adata`` itself (same cells and genes, in the
         same order: :func:`~xspecies._validation.context_fingerprint` recorded by
@@ -364,6 +381,23 @@ class TargetModel(SpeciesModelBase):
 
         Returns the registered homology key and the target and context indices of the homologous genes.
         """
+        for key in model_kwargs:
+            if key == _FORMER_NAME:
+                raise TypeError(
+                    f"{_FORMER_NAME} was renamed n_candidates in xspecies 0.2: pass n_candidates=."
+                )
+            if key not in TARGET_ARCHITECTURE:
+                shared = key in ("n_latent", "inner_hidden", "layer_order")
+                raise TypeError(
+                    f"from_context() got the argument {key!r}, which "
+                    + (
+                        "the target takes from the context's shared inner encoder"
+                        if shared
+                        else "it does not take"
+                    )
+                    + f"; the target architecture arguments are {list(TARGET_ARCHITECTURE)}."
+                )
+        check_architecture(model_kwargs)
         if not isinstance(context, ContextModel):
             raise TypeError(f"context must be a ContextModel, got {type(context).__name__}.")
         require_trained(context, "context")
@@ -383,11 +417,11 @@ class TargetModel(SpeciesModelBase):
                 f"adata.uns[{homology_key!r}] is missing: run xspecies.pp.homology_neighbors first."
             )
         check_context_search(info, context.adata, homology_key)
-        check_int("k_neigh", k_neigh)
+        check_int("n_candidates", n_candidates)
         n_found = adata.obsm[f"{homology_key}_neighbors"].shape[1]
-        if n_found < k_neigh:
+        if n_found < n_candidates:
             raise ValueError(
-                f"k_neigh={k_neigh} exceeds the {n_found} neighbours found by homology_neighbors."
+                f"n_candidates={n_candidates} exceeds the {n_found} neighbours found by homology_neighbors."
             )
         target_idx = adata.var_names.get_indexer(list(info.get("target_genes", [])))
         context_idx = context.adata.var_names.get_indexer(list(info.get("context_genes", [])))
@@ -413,7 +447,7 @@ class TargetModel(SpeciesModelBase):
         """Train the target model; the alignment weight ``eta`` ramps from ``eta_start`` to ``eta_max``.
 
         Each trusted target cell (``top_percent`` of :meth:`from_context`) is pulled towards its
-        *partner*: the one of its ``k_neigh`` data-level neighbours whose latent, decoded by the target
+        *partner*: the one of its ``n_candidates`` data-level neighbours whose latent, decoded by the target
         decoder, best explains its counts. Partners are chosen at the first epoch and anew every
         ``partner_refresh`` epochs as the decoder improves (scSpecies chooses at every step, which costs
         more than the rest of the training step; the choice changes little from one epoch to the next).
@@ -443,13 +477,16 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
-        >>> target.train(max_epochs=40, eta_start=10.0, eta_max=25.0, partner_refresh=5)
-        >>> target.history["alignment_train"].tail()
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
+        >>> target.train(max_epochs=40, eta_start=10.0, eta_max=25.0, partner_refresh=5)  # doctest: +SKIP
+        >>> target.history["alignment_train"].tail()  # doctest: +SKIP
 
         Without alignment, for comparison:
 
-        >>> baseline = xs.model.TargetModel.from_context(context, human)
-        >>> baseline.train(max_epochs=40, eta_max=0)
+        >>> baseline = xs.model.TargetModel.from_context(context, human)  # doctest: +SKIP
+        >>> baseline.train(max_epochs=40, eta_max=0)  # doctest: +SKIP
         """
         for name, value in (("eta_start", eta_start), ("eta_max", eta_max)):
             if not (math.isfinite(value) and value >= 0):
@@ -585,15 +622,18 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
         Score the 25 closest data-level neighbours of every human cell and keep the best one:
 
-        >>> neighbors = human.obsm["homology_neighbors"][:, :25]
-        >>> z_mouse = context.get_latent_representation()
-        >>> similarity = target.likelihood_similarity(z_mouse[neighbors])
-        >>> similarity.shape
+        >>> neighbors = human.obsm["homology_neighbors"][:, :25]  # doctest: +SKIP
+        >>> z_mouse = context.get_latent_representation()  # doctest: +SKIP
+        >>> similarity = target.likelihood_similarity(z_mouse[neighbors])  # doctest: +SKIP
+        >>> similarity.shape  # doctest: +SKIP
         (2142, 25)
-        >>> best = neighbors[np.arange(len(neighbors)), similarity.argmax(axis=1)]
-        >>> mouse.obs["cell_ontology_class"].to_numpy()[best][:5]
+        >>> best = neighbors[np.arange(len(neighbors)), similarity.argmax(axis=1)]  # doctest: +SKIP
+        >>> mouse.obs["cell_ontology_class"].to_numpy()[best][:5]  # doctest: +SKIP
         """
         self._check_if_trained(warn=False)
         indices = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices)
@@ -643,11 +683,14 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
+        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+        (minutes of training).
+
         All neighbours found by :func:`xspecies.pp.homology_neighbors`, each context latent decoded once:
 
-        >>> z_mouse = context.get_latent_representation()
-        >>> similarity = target.similarity_to_table(z_mouse, human.obsm["homology_neighbors"], progress_bar=True)
-        >>> similarity.shape  # (n_human, n_neighbors)
+        >>> z_mouse = context.get_latent_representation()  # doctest: +SKIP
+        >>> similarity = target.similarity_to_table(z_mouse, human.obsm["homology_neighbors"], progress_bar=True)  # doctest: +SKIP
+        >>> similarity.shape  # (n_human, n_neighbors)  # doctest: +SKIP
         """
         self._check_if_trained(warn=False)
         indices = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices)

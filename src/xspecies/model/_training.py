@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from scvi.train import TrainingPlan
+
+#: Defaults of scvi-tools' training plan (learning rate, eps, weight decay) for the optimiser.
+_PLAN_DEFAULTS = {
+    name: parameter.default for name, parameter in inspect.signature(TrainingPlan.__init__).parameters.items()
+}
 
 
 def linear_ramp(epoch: int, start: float, end: float, n_epochs: int) -> float:
@@ -28,10 +37,80 @@ def linear_ramp(epoch: int, start: float, end: float, n_epochs: int) -> float:
     return float(start + (end - start) * epoch / n_epochs)
 
 
+@dataclass(frozen=True)
+class OptimizerCreator:
+    """scvi-tools ``optimizer_creator``: Adam or AdamW, fused where torch accepts it.
+
+    Called with the parameters to train, it builds ``torch.optim.<name>`` with ``fused=True`` (several
+    times faster on CPU and CUDA than the per-tensor loop); where torch refuses the fused
+    implementation (a device, dtype or torch version without it) it builds the standard one, as
+    scvi-tools 1.5 does with its ``fused_optimizer`` plan argument. A dataclass, so that it pickles
+    with the training plan's hyperparameters.
+
+    Parameters
+    ----------
+    name
+        ``"Adam"`` or ``"AdamW"``.
+    lr, eps, weight_decay
+        Optimiser settings.
+    fused
+        Try the fused implementation first (``False``: the standard one).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xspecies.model._training import OptimizerCreator
+    >>> create = OptimizerCreator("Adam", lr=1e-3, eps=0.01, weight_decay=1e-6)
+    >>> create(torch.nn.Linear(3, 2).parameters()).defaults["fused"]
+    True
+    """
+
+    name: Literal["Adam", "AdamW"]
+    lr: float
+    eps: float
+    weight_decay: float
+    fused: bool = True
+
+    def __call__(self, params) -> torch.optim.Optimizer:
+        """Build the optimiser for ``params``.
+
+        Parameters
+        ----------
+        params
+            Parameters (or parameter groups) to optimise.
+
+        Returns
+        -------
+        torch.optim.Optimizer
+            The fused optimiser, or the standard one where torch refuses the fused one.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from xspecies.model._training import OptimizerCreator
+        >>> create = OptimizerCreator("AdamW", lr=1e-3, eps=0.01, weight_decay=0.0, fused=False)
+        >>> type(create(torch.nn.Linear(3, 2).parameters())).__name__
+        'AdamW'
+        """
+        optimizer_cls = getattr(torch.optim, self.name)
+        params = list(params)  # a generator could not be read twice when the fused build is refused
+        kwargs = {"lr": self.lr, "eps": self.eps, "weight_decay": self.weight_decay}
+        if self.fused:
+            try:
+                return optimizer_cls(params, fused=True, **kwargs)
+            except (RuntimeError, ValueError, AssertionError, TypeError):
+                pass  # torch says at construction where fused is unavailable
+        return optimizer_cls(params, **kwargs)
+
+
 class SpeciesTrainingPlan(TrainingPlan):
     """:class:`scvi.train.TrainingPlan` with a fused Adam/AdamW step and logging once per epoch.
 
-    The fused optimiser step is several times faster on CPU (and on CUDA) than the per-tensor loop.
+    The optimiser is an :class:`OptimizerCreator` passed to scvi-tools as ``optimizer="Custom"``: the
+    fused Adam (or AdamW) step is several times faster on CPU (and on CUDA) than the per-tensor loop,
+    and where a device refuses it the standard step is used. ``fused_optimizer=False`` (scvi-tools
+    1.5's plan argument, honoured with every supported scvi-tools) asks for the standard step;
+    ``optimizer="Custom"`` with an ``optimizer_creator`` of your own replaces it.
     scvi-tools logs the loss, the ELBO terms, the KL weight and any extra metrics of the loss with a
     Lightning ``log`` call at every step, which costs ~0.5 ms each on CPU (a few percent of a training
     step); this plan updates the same epoch means (weighted by the number of cells of each minibatch)
@@ -45,33 +124,45 @@ class SpeciesTrainingPlan(TrainingPlan):
     ----------
     module
         The module to train.
+    optimizer
+        ``"Adam"`` (default), ``"AdamW"`` or ``"Custom"`` (with ``optimizer_creator``).
+    optimizer_creator
+        With ``optimizer="Custom"``: a callable building the optimiser from the parameters.
+    fused_optimizer
+        Use the fused Adam/AdamW implementation where torch accepts it.
     **kwargs
-        Passed to :class:`scvi.train.TrainingPlan`.
+        Passed to :class:`scvi.train.TrainingPlan` (``lr``, ``eps``, ``weight_decay``, KL ramp...).
 
     Examples
     --------
+    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+    (minutes of training).
+
     ``context.train`` builds this plan; its arguments go through ``plan_kwargs``:
 
-    >>> context.train(max_epochs=40, plan_kwargs={"weight_decay": 1e-6})
-    >>> plan = xs.model.SpeciesTrainingPlan(context.module, lr=1e-3, n_epochs_kl_warmup=10)
-    >>> plan.configure_optimizers()["optimizer"].defaults["fused"]
+    >>> context.train(max_epochs=40, plan_kwargs={"weight_decay": 1e-6})  # doctest: +SKIP
+    >>> plan = xs.model.SpeciesTrainingPlan(context.module, lr=1e-3, n_epochs_kl_warmup=10)  # doctest: +SKIP
+    >>> plan.configure_optimizers()["optimizer"].defaults["fused"]  # doctest: +SKIP
     True
     """
 
-    def __init__(self, module, **kwargs):
-        super().__init__(module, **kwargs)
+    def __init__(
+        self,
+        module,
+        *,
+        optimizer: Literal["Adam", "AdamW", "Custom"] = "Adam",
+        optimizer_creator=None,
+        fused_optimizer: bool = True,
+        **kwargs,
+    ):
+        if optimizer != "Custom":
+            if optimizer not in ("Adam", "AdamW"):
+                raise ValueError(f"optimizer must be 'Adam', 'AdamW' or 'Custom', got {optimizer!r}.")
+            settings = {key: kwargs.get(key, _PLAN_DEFAULTS[key]) for key in ("lr", "eps", "weight_decay")}
+            optimizer_creator = OptimizerCreator(optimizer, fused=bool(fused_optimizer), **settings)
+        super().__init__(module, optimizer="Custom", optimizer_creator=optimizer_creator, **kwargs)
         self._epoch_sums: dict[str, torch.Tensor] = {}
         self._epoch_cells = 0
-
-    def _optimizer_creator_fn(self, optimizer_cls):
-        def create(params):
-            params = list(params)
-            fused = all(p.dtype.is_floating_point for p in params)
-            return optimizer_cls(
-                params, lr=self.lr, eps=self.eps, weight_decay=self.weight_decay, fused=fused
-            )
-
-        return create
 
     def training_step(self, batch, batch_idx):
         """Compute the loss of a minibatch and add its terms to the epoch means.
@@ -87,13 +178,6 @@ class SpeciesTrainingPlan(TrainingPlan):
         -------
         torch.Tensor
             The loss to minimise.
-
-        Examples
-        --------
-        Lightning calls it for every minibatch of ``context.train``; the epoch means are in the history:
-
-        >>> context.train(max_epochs=40)
-        >>> context.history["elbo_train"].tail()
         """
         if self.on_step:
             return super().training_step(batch, batch_idx)
@@ -121,13 +205,6 @@ class SpeciesTrainingPlan(TrainingPlan):
         -------
         None
             The means go to the training history.
-
-        Examples
-        --------
-        Lightning calls it at the end of every epoch of ``context.train``:
-
-        >>> context.train(max_epochs=40)
-        >>> context.history["train_loss"].tail()
         """
         if self._epoch_cells:
             sync = {"sync_dist": self.use_sync_dist, "on_step": False, "on_epoch": True}
@@ -168,13 +245,16 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
 
     Examples
     --------
+    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+    (minutes of training).
+
     ``target.train`` builds this plan from its ``eta_*`` and ``partner_refresh`` arguments; the weight
     of every epoch is in the training history:
 
-    >>> target.train(max_epochs=40, eta_start=10.0, eta_max=25.0, n_epochs_eta_warmup=10)
-    >>> target.history["eta"].head(3)
-    >>> plan = xs.model.AlignmentTrainingPlan(target.module, eta_start=10.0, eta_max=25.0)
-    >>> plan.eta  # weight of the current epoch (the first one outside training)
+    >>> target.train(max_epochs=40, eta_start=10.0, eta_max=25.0, n_epochs_eta_warmup=10)  # doctest: +SKIP
+    >>> target.history["eta"].head(3)  # doctest: +SKIP
+    >>> plan = xs.model.AlignmentTrainingPlan(target.module, eta_start=10.0, eta_max=25.0)  # doctest: +SKIP
+    >>> plan.eta  # weight of the current epoch (the first one outside training)  # doctest: +SKIP
     10.0
     """
 
@@ -210,13 +290,6 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         -------
         None
             The partners are stored in the module's ``partner`` buffer.
-
-        Examples
-        --------
-        Lightning calls it at the start of every epoch of ``target.train``, which sets the interval:
-
-        >>> target.train(max_epochs=40, partner_refresh=5)
-        >>> int((target.module.partner >= 0).sum())  # cells with an alignment partner
         """
         if self.partner_loader is None or self.current_epoch % self.partner_refresh:
             return
@@ -240,13 +313,6 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         -------
         torch.Tensor
             The loss to minimise.
-
-        Examples
-        --------
-        Lightning calls it for every minibatch of ``target.train``; ``eta`` is logged once per epoch:
-
-        >>> target.train(max_epochs=40)
-        >>> target.history["eta"].tail()
         """
         self.loss_kwargs["eta"] = self.eta
         return super().training_step(batch, batch_idx)
@@ -258,11 +324,6 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         -------
         None
             ``eta`` goes to the training history.
-
-        Examples
-        --------
-        >>> target.train(max_epochs=40)
-        >>> target.history["eta"].tail()
         """
         self.log("eta", self.eta, on_step=False, on_epoch=True, sync_dist=self.use_sync_dist)
         super().on_train_epoch_end()
