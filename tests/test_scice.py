@@ -254,3 +254,13 @@ def test_modularity_objective_and_copy():
     assert res["n_cluster"].tolist() == [4]
     assert res["ic"][0] == pytest.approx(1.0)
     assert res["params"]["objective_function"] == "modularity"
+
+
+def test_no_result_writes_no_labels():
+    adata = planted_partition()
+    adata.obs["scice"] = "previous"
+    with pytest.warns(UserWarning, match=r"no labels were written to adata.obs\['scice'\]"):
+        xs.tl.scice(adata, cluster_range=[4], remove_threshold=1.0, **FAST)  # every IC is >= 1: all removed
+    res = adata.uns["scice"]
+    assert res["best_cluster"] == -1 and res["n_cluster"].size == 0
+    assert (adata.obs["scice"] == "previous").all()  # left as it was, not half-replaced
