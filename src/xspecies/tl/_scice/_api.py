@@ -349,8 +349,9 @@ def scice(
     KeyError
         When the graph is not in ``adata.obsp`` or ``neighbors_key`` not in ``adata.uns``.
     ValueError
-        Before any Leiden run, when both ``neighbors_key`` and ``obsp`` are given, on a graph without edges between cells (or not square, symmetric and
-        non-negative) and on a parameter out of range (``beta <= 0``, a NaN threshold, ``n_jobs=0``...).
+        Before any Leiden run: when both ``neighbors_key`` and ``obsp`` are given, on a graph without
+        edges between cells (or not square, symmetric and non-negative) and on a parameter out of range
+        (``beta <= 0``, a NaN threshold, ``n_jobs=0``...).
 
     Warns
     -----
