@@ -14,6 +14,8 @@ import argparse
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +24,7 @@ from xspecies._io import atomic_path
 from .main import CLIError, add_debug_argument
 
 if TYPE_CHECKING:
+    import h5py
     from anndata import AnnData
 
 
@@ -82,6 +85,21 @@ def read_graph(path: str | Path, *, neighbors_key: str | None = None, obsp: str 
     return adata
 
 
+@contextmanager
+def _emptied(path: str | Path, group: str, key: str) -> Iterator[h5py.Group]:
+    """The top-level ``group`` of an h5ad file opened for writing, its entry ``key`` deleted."""
+    import h5py
+
+    from xspecies._validation import check_key_name
+
+    check_key_name(key)
+    with h5py.File(path, "a") as handle:
+        parent = handle.require_group(group)
+        if key in parent:
+            del parent[key]
+        yield parent
+
+
 def write_uns(path: str | Path, key: str, value: dict) -> None:
     """Write (or replace) one ``uns`` entry of an existing h5ad file in place.
 
@@ -107,16 +125,9 @@ def write_uns(path: str | Path, key: str, value: dict) -> None:
     >>> ad.read_h5ad(path).uns["scice"]["best_cluster"]
     2
     """
-    import h5py
     from anndata.io import write_elem
 
-    from xspecies._validation import check_key_name
-
-    check_key_name(key)
-    with h5py.File(path, "a") as handle:
-        uns = handle.require_group("uns")
-        if key in uns:
-            del uns[key]
+    with _emptied(path, "uns", key) as uns:
         write_elem(uns, key, value)
 
 
@@ -137,26 +148,21 @@ def write_obs(path: str | Path, key: str, values) -> None:
     Examples
     --------
     >>> import anndata as ad
-    >>> import numpy as np
     >>> import pandas as pd
     >>> import tempfile
     >>> path = f"{tempfile.mkdtemp()}/cells.h5ad"
-    >>> ad.AnnData(np.ones((2, 1))).write_h5ad(path)
+    >>> ad.AnnData(obs={"donor": ["a", "b"]}).write_h5ad(path)
     >>> write_obs(path, "scice", pd.Categorical(["0", "1"]))
-    >>> ad.read_h5ad(path).obs["scice"].tolist()
-    ['0', '1']
+    >>> ad.read_h5ad(path).obs
+      donor scice
+    0     a     0
+    1     b     1
     """
     import h5py
     import numpy as np
     from anndata.io import write_elem
 
-    from xspecies._validation import check_key_name
-
-    check_key_name(key)
-    with h5py.File(path, "a") as handle:
-        obs = handle["obs"]
-        if key in obs:
-            del obs[key]
+    with _emptied(path, "obs", key) as obs:
         write_elem(obs, key, values)
         order = [str(c) for c in obs.attrs.get("column-order", []) if str(c) != key] + [key]
         obs.attrs["column-order"] = np.array(order, dtype=h5py.string_dtype())

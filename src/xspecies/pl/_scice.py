@@ -57,17 +57,14 @@ def scice(
 
     Examples
     --------
-    >>> import anndata as ad
     >>> import scanpy as sc
     >>> import xspecies as xs
-    >>> rng = np.random.default_rng(0)
-    >>> x = np.concatenate([rng.normal(center, 0.3, (50, 5)) for center in (0, 3, 6)])
-    >>> adata = ad.AnnData(x.astype(np.float32))
+    >>> adata = sc.datasets.blobs(n_centers=3, n_observations=150, random_state=0)
     >>> sc.pp.neighbors(adata, n_neighbors=10, use_rep="X", random_state=0)
     >>> xs.tl.scice(adata, cluster_range=range(2, 5), n_trials=5, n_bootstrap=20, progress_bar=False)
     >>> ax = xs.pl.scice(adata, show=False)
     >>> [label.get_text() for label in ax.get_xticklabels()]  # one box per cluster count found
-    ['3', '4']
+    ['3', '5']
     """
     if key not in adata.uns:
         raise KeyError(f"no scICE results at adata.uns[{key!r}]; run xspecies.tl.scice first")

@@ -369,14 +369,11 @@ def scice(
 
     Examples
     --------
-    Three groups of 50 cells and their neighbour graph:
+    Three groups of 50 cells (``obs["blobs"]``) and their neighbour graph:
 
-    >>> import anndata as ad
     >>> import scanpy as sc
     >>> import xspecies as xs
-    >>> rng = np.random.default_rng(0)
-    >>> x = np.concatenate([rng.normal(center, 0.3, (50, 5)) for center in (0, 3, 6)])
-    >>> adata = ad.AnnData(x.astype(np.float32))
+    >>> adata = sc.datasets.blobs(n_centers=3, n_observations=150, random_state=0)
     >>> sc.pp.neighbors(adata, n_neighbors=10, use_rep="X", random_state=0)
     >>> xs.tl.scice(adata, cluster_range=range(2, 5), n_trials=5, n_bootstrap=20, progress_bar=False)
     >>> adata.uns["scice"]["best_cluster"]
@@ -540,17 +537,14 @@ def scice_labels(
 
     Examples
     --------
-    >>> import anndata as ad
     >>> import scanpy as sc
     >>> import xspecies as xs
-    >>> rng = np.random.default_rng(0)
-    >>> x = np.concatenate([rng.normal(center, 0.3, (50, 5)) for center in (0, 3, 6)])
-    >>> adata = ad.AnnData(x.astype(np.float32))
+    >>> adata = sc.datasets.blobs(n_centers=3, n_observations=150, random_state=0)
     >>> sc.pp.neighbors(adata, n_neighbors=10, use_rep="X", random_state=0)
     >>> xs.tl.scice(adata, cluster_range=[3], n_trials=5, n_bootstrap=20, progress_bar=False)
     >>> xs.tl.scice_labels(adata)
     >>> adata.obs.columns.tolist()
-    ['scice', 'scice_k_3']
+    ['blobs', 'scice', 'scice_k_3']
     """
     if key not in adata.uns:
         raise KeyError(f"no scICE results at adata.uns[{key!r}]; run xspecies.tl.scice first")
