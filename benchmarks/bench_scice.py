@@ -33,8 +33,7 @@ import scipy.sparse as sp
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("SCICE_BENCH_CACHE", "/tmp/scice_bench"))
 BARON = (
-    Path(os.environ.get("XSPECIES_DATA_DIR", HERE.parents[1] / "shared" / "data"))
-    / "baron_human_counts.h5ad"
+    Path(os.environ.get("XSPECIES_DATA_DIR", HERE.parents[1] / "shared" / "data")) / "baron_human_counts.h5ad"
 )
 N_JOBS = 2
 #: About an hour on an idle 2-core machine. The reference on gmm20k (projected > 2 CPU-hours for
@@ -136,8 +135,8 @@ def leiden_per_run(case: str) -> dict:
     """
     from bench_scice_baseline import ecs, leiden, make_graph
 
-    from xspecies.tl._scice_core import partition_similarity
-    from xspecies.tl._scice_leiden import GraphPayload, run_batch
+    from xspecies.tl._scice._core import partition_similarity
+    from xspecies.tl._scice._leiden import GraphPayload, run_batch
 
     graph, _ = load_graph(case)
     n_runs = 2 if graph.shape[0] <= 50_000 else 1
@@ -184,8 +183,8 @@ def convergence_stop(case: str) -> dict:
 
     import igraph as ig
 
-    from xspecies.tl._scice_core import canonical_labels, labeling_ic
-    from xspecies.tl._scice_leiden import GraphPayload
+    from xspecies.tl._scice._core import canonical_labels, labeling_ic
+    from xspecies.tl._scice._leiden import GraphPayload
 
     graph, _ = load_graph(case)
     payload = GraphPayload.from_adjacency(graph)
@@ -241,23 +240,23 @@ def convergence_stop(case: str) -> dict:
 class PhaseClock:
     """CPU seconds (process tree), wall seconds and Leiden runs/iterations per phase of ``tl.scice``.
 
-    Wraps the search, grid/refinement and finalisation steps of :mod:`xspecies.tl` in place.
+    Wraps the search, grid/refinement and finalisation steps of :mod:`xspecies.tl._scice` in place.
     """
 
     def __init__(self) -> None:
-        from xspecies.tl import _scice, _scice_leiden, _scice_search
+        from xspecies.tl._scice import _api, _leiden, _search
 
         self.rows: dict[str, dict] = {}
         self.current = "other"
-        phase_of_key = {_scice_search._PHASE_GRID: "grid", _scice_search._PHASE_REFINE: "refine"}
-        search = _scice_search.ResolutionSearch
-        optimizer = _scice_search.TargetOptimizer
+        phase_of_key = {_search._PHASE_GRID: "grid", _search._PHASE_REFINE: "refine"}
+        search = _search.ResolutionSearch
+        optimizer = _search.TargetOptimizer
         search.evaluate = self.timed(search.evaluate, lambda *a, **k: "search")
         optimizer.evaluate = self.timed(
             optimizer.evaluate, lambda self_, gammas, key, *a: phase_of_key.get(key[0], "manual")
         )
-        _scice._finalize = self.timed(_scice._finalize, lambda *a, **k: "finalize")
-        run = _scice_leiden.LeidenRunner.run
+        _api._finalize = self.timed(_api._finalize, lambda *a, **k: "finalize")
+        run = _leiden.LeidenRunner.run
 
         def counted(runner, jobs):
             row = self.row(self.current)
@@ -265,7 +264,7 @@ class PhaseClock:
             row["leiden_iterations"] += sum(job[2] for job in jobs)
             return run(runner, jobs)
 
-        _scice_leiden.LeidenRunner.run = counted
+        _leiden.LeidenRunner.run = counted
 
     def row(self, name: str) -> dict:
         return self.rows.setdefault(

@@ -20,6 +20,7 @@ import xspecies as xs
 from xspecies.model import ContextModel, NotTrainedError, TargetModel
 from xspecies.model._base import require_trained
 from xspecies.model._target import check_built_from
+from xspecies.tl._scice._leiden import LeidenRunner
 
 ONE_EPOCH = {"max_epochs": 1, "enable_progress_bar": False, "batch_size": 32}
 SCICE_FAST = {
@@ -429,6 +430,7 @@ SCICE_CASES = {
     "n_jobs=1.5": (None, {"n_jobs": 1.5}, "n_jobs must be None or a non-zero integer"),
     "random_state<0": (None, {"random_state": -1}, "random_state must be None or an integer >= 0"),
     "random_state=0.5": (None, {"random_state": 0.5}, "random_state must be None or an integer >= 0"),
+    "neighbors_key and obsp": (None, {"neighbors_key": "n", "obsp": "c"}, "either neighbors_key"),
 }
 
 
@@ -443,7 +445,7 @@ def test_scice_refuses_bad_input_before_any_run(case, monkeypatch):
     def no_run(*args, **kwargs):
         raise AssertionError("a Leiden run started")
 
-    monkeypatch.setattr(xs.tl._scice.LeidenRunner, "run", no_run)
+    monkeypatch.setattr(LeidenRunner, "run", no_run)
     with pytest.raises(ValueError, match=match):
         xs.tl.scice(adata, cluster_range=[2, 3], **SCICE_FAST, **kwargs)
     assert checksum(adata) == before

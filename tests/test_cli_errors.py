@@ -92,7 +92,9 @@ SCICE_CASES = {
     "inplace and output": (["--resolution", "0.1", "--inplace", "--output", "{tmp}/o.h5ad"], "not both"),
     "no mode": ([], "--cluster-range or --resolution"),
     "cluster range reversed": (["--cluster-range", "5", "3"], "MIN <= MAX"),
-    "graph key": (["--resolution", "0.1", "--graph-key", "nope"], "'nope' not found"),
+    "obsp key": (["--resolution", "0.1", "--obsp", "nope"], "'nope' not found"),
+    "neighbors key": (["--resolution", "0.1", "--neighbors-key", "nope"], "neighbors_key 'nope' not found"),
+    "obsp and neighbors key": (["--resolution", "0.1", "--obsp", "a", "--neighbors-key", "b"], "not allowed"),
     "n-trials 0": (["--resolution", "0.1", "--n-trials", "0"], "n_trials"),
     "output folder missing": (["--resolution", "0.1", "--output", "{tmp}/no/o.h5ad"], "does not exist"),
     "output is a folder": (["--resolution", "0.1", "--output", "{tmp}"], "is a folder"),
@@ -121,7 +123,7 @@ def test_scice_missing_or_wrong_input(tmp_path, capsys):
 
 def test_debug_shows_the_traceback(tmp_path, capsys, graph_h5ad):
     source = graph_h5ad(tmp_path / "in.h5ad")
-    assert main(["scice", str(source), "--resolution", "0.1", "--graph-key", "nope", "--debug"]) == 2
+    assert main(["scice", str(source), "--resolution", "0.1", "--obsp", "nope", "--debug"]) == 2
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and err.strip().splitlines()[-1].endswith(
         "(available: ['connectivities'])"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from xspecies.tl._scice_core import (
+from xspecies.tl._scice._core import (
     bootstrap_ic,
     canonical_labels,
     effective_cluster_count,
@@ -104,7 +104,7 @@ def test_effective_count_and_merge_small_clusters():
 
 
 def test_graph_payload_keeps_each_undirected_edge_once_and_seeds_reproduce():
-    from xspecies.tl._scice_leiden import GraphPayload, LeidenRunner
+    from xspecies.tl._scice._leiden import GraphPayload, LeidenRunner
 
     rng = np.random.default_rng(0)
     upper = sp.triu(sp.random(60, 60, density=0.2, random_state=0), k=1)
@@ -123,8 +123,8 @@ def test_graph_payload_keeps_each_undirected_edge_once_and_seeds_reproduce():
 
 
 def test_refinement_stops_once_every_survivor_reproduces_its_labels():
-    from xspecies.tl._scice_leiden import GraphPayload, LeidenRunner
-    from xspecies.tl._scice_search import TargetOptimizer
+    from xspecies.tl._scice._leiden import GraphPayload, LeidenRunner
+    from xspecies.tl._scice._search import TargetOptimizer
 
     # two 6-cliques and a vertex tied to both: cold runs disagree on it, warm starts keep it
     adj = np.zeros((13, 13))
@@ -140,7 +140,7 @@ def test_refinement_stops_once_every_survivor_reproduces_its_labels():
 
 
 def test_refinement_stops_when_the_ic_stops_improving():
-    from xspecies.tl._scice_search import TargetOptimizer
+    from xspecies.tl._scice._search import TargetOptimizer
 
     # two 2-cluster labelings of 12 cells: every round gives 1 in 3 trials the first one, on other
     # trials each time, so the labels change from round to round while the IC stays the same

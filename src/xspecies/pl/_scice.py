@@ -16,7 +16,8 @@ _INCONSISTENT_COLOR = "#c0c0c0"
 
 def scice(
     adata: AnnData,
-    threshold: float = 1.005,
+    *,
+    threshold: float | None = None,
     show_gamma: bool = True,
     key: str = "scice",
     ax: Axes | None = None,
@@ -35,7 +36,7 @@ def scice(
     adata
         Annotated data matrix with the results of :func:`xspecies.tl.scice`.
     threshold
-        IC threshold of consistency (drawn as a horizontal line).
+        IC threshold of consistency (drawn as a horizontal line); default: the run's ``ic_threshold``.
     show_gamma
         Annotate each box with its resolution ``gamma``.
     key
@@ -56,12 +57,19 @@ def scice(
 
     Examples
     --------
-    >>> xs.tl.scice(adata, cluster_range=range(2, 10))  # doctest: +SKIP
-    >>> ax = xs.pl.scice(adata, threshold=1.005, show=False)  # doctest: +SKIP
+    >>> import scanpy as sc
+    >>> import xspecies as xs
+    >>> adata = sc.datasets.blobs(n_centers=3, n_observations=150, random_state=0)
+    >>> sc.pp.neighbors(adata, n_neighbors=10, use_rep="X", random_state=0)
+    >>> xs.tl.scice(adata, cluster_range=range(2, 5), n_trials=5, n_bootstrap=20, progress_bar=False)
+    >>> ax = xs.pl.scice(adata, show=False)
+    >>> [label.get_text() for label in ax.get_xticklabels()]  # one box per cluster count found
+    ['3', '5']
     """
     if key not in adata.uns:
         raise KeyError(f"no scICE results at adata.uns[{key!r}]; run xspecies.tl.scice first")
     results = adata.uns[key]
+    threshold = results["ic_threshold"] if threshold is None else threshold
     n_cluster = np.asarray(results["n_cluster"])
     ic_vec = np.asarray(results["ic_vec"], dtype=np.float64)
     if n_cluster.size == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -12,84 +13,14 @@ from anndata import AnnData
 from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
-from ._scice_core import bootstrap_ic, merge_small_clusters, representative_labeling
-from ._scice_leiden import GraphPayload, LeidenRunner
-from ._scice_search import ResolutionSearch, TargetOptimizer, TargetResult
+from ._core import bootstrap_ic, merge_small_clusters, representative_labeling
+from ._graph import graph_key, scice_graph
+from ._leiden import GraphPayload, LeidenRunner
+from ._search import ResolutionSearch, TargetOptimizer, TargetResult
 
 _OBJECTIVES = ("CPM", "modularity")
 _DEFAULT_RANGE = tuple(range(2, 11))
 _BOOTSTRAP_PHASE = 9
-
-
-def scice_graph(adata: AnnData, graph_key: str = "connectivities") -> sp.csr_matrix:
-    """Validated symmetric, non-negative weighted graph from ``adata.obsp[graph_key]``.
-
-    Parameters
-    ----------
-    adata
-        Annotated data matrix.
-    graph_key
-        Key of the graph in ``adata.obsp``.
-
-    Returns
-    -------
-    scipy.sparse.csr_matrix
-        The graph as ``float64`` CSR.
-
-    Examples
-    --------
-    >>> import anndata as ad
-    >>> a = ad.AnnData(np.zeros((2, 1)), obsp={"connectivities": sp.csr_matrix(np.ones((2, 2)))})
-    >>> scice_graph(a).shape
-    (2, 2)
-    """
-    if graph_key not in adata.obsp:
-        raise KeyError(
-            f"graph_key {graph_key!r} not found in adata.obsp (available: {list(adata.obsp.keys())})"
-        )
-    name = f"adata.obsp[{graph_key!r}]"
-    graph = check_graph(adata.obsp[graph_key], name=name)
-    if np.count_nonzero(graph.data) == np.count_nonzero(graph.diagonal()):
-        raise ValueError(
-            f"{name} has no edges between cells: scICE clusters a neighbour graph; compute one first "
-            "(e.g. scanpy.pp.neighbors) or pass its key as graph_key"
-        )
-    return graph
-
-
-def check_graph(matrix, name: str = "graph") -> sp.csr_matrix:
-    """Check that a matrix is a square, symmetric, non-negative adjacency matrix.
-
-    Parameters
-    ----------
-    matrix
-        Dense or sparse matrix.
-    name
-        How to call it in error messages.
-
-    Returns
-    -------
-    scipy.sparse.csr_matrix
-        The graph as ``float64`` CSR.
-
-    Examples
-    --------
-    >>> check_graph(np.array([[0, 1], [1, 0]])).nnz
-    2
-    """
-    graph = sp.csr_matrix(matrix, dtype=np.float64)
-    if graph.ndim != 2 or graph.shape[0] != graph.shape[1]:
-        raise ValueError(f"{name} must be a square matrix, got shape {graph.shape}")
-    if graph.nnz and graph.data.min() < 0:
-        raise ValueError(f"{name} has negative edge weights (min {graph.data.min():g})")
-    if graph.nnz and not np.all(np.isfinite(graph.data)):
-        raise ValueError(f"{name} has non-finite edge weights")
-    asym = abs(graph - graph.T)
-    if asym.nnz and asym.max() > 1e-6 * max(graph.data.max(), 1e-300):
-        raise ValueError(
-            f"{name} is not symmetric (max |A - A.T| = {asym.max():g}); scICE needs an undirected graph"
-        )
-    return graph
 
 
 def _check_parameters(
@@ -101,7 +32,7 @@ def _check_parameters(
     n_iterations: int,
     max_iterations: int,
     min_cluster_size: int,
-    objective_function: str,
+    objective_function: Literal["CPM", "modularity"],
     beta: float,
     remove_threshold: float,
     ic_threshold: float,
@@ -301,7 +232,9 @@ def _warn_about_coverage(targets: list[int], n_cluster: np.ndarray, diagnostics:
 
 def scice(
     adata: AnnData,
-    graph_key: str = "connectivities",
+    *,
+    neighbors_key: str | None = None,
+    obsp: str | None = None,
     cluster_range: Sequence[int] | None = None,
     resolution: Sequence[float] | None = None,
     n_trials: int = 15,
@@ -311,7 +244,7 @@ def scice(
     max_iterations: int = 150,
     remove_threshold: float = 1.15,
     min_cluster_size: int = 2,
-    objective_function: str = "CPM",
+    objective_function: Literal["CPM", "modularity"] = "CPM",
     n_jobs: int | None = None,
     random_state: int | None = 0,
     key_added: str = "scice",
@@ -335,9 +268,14 @@ def scice(
     Parameters
     ----------
     adata
-        Annotated data matrix with a symmetric weighted graph in ``obsp[graph_key]``.
-    graph_key
-        Key of the graph in ``adata.obsp`` (e.g. from :func:`scanpy.pp.neighbors`).
+        Annotated data matrix with a symmetric weighted neighbour graph in ``obsp``.
+    neighbors_key
+        Key in ``adata.uns`` of a :func:`scanpy.pp.neighbors` result: the graph is
+        ``adata.obsp[adata.uns[neighbors_key]["connectivities_key"]]``. Without ``neighbors_key`` and
+        ``obsp``, the graph of ``uns["neighbors"]`` (``obsp["connectivities"]``), as in
+        :func:`scanpy.tl.leiden`.
+    obsp
+        Key of the graph in ``adata.obsp`` (instead of ``neighbors_key``; not both).
     cluster_range
         Target cluster counts (cluster-range mode); default ``2..10`` when ``resolution`` is not given.
     resolution
@@ -366,7 +304,7 @@ def scice(
         Seed (an integer >= 0); the same seed gives the same results whatever ``n_jobs``. None draws
         a fresh one, recorded in ``params["random_state"]`` so that the run can be repeated.
     key_added
-        Key of the results in ``adata.uns``.
+        Key of the labels in ``adata.obs`` and of the results in ``adata.uns``.
     copy
         Return a modified copy instead of writing into ``adata``.
     ic_threshold
@@ -378,7 +316,13 @@ def scice(
     Returns
     -------
     AnnData or None
-        The modified copy if ``copy=True``, else None. Writes ``adata.uns[key_added]``, a dict with
+        The modified copy if ``copy=True``, else None. Writes, as :func:`scanpy.tl.leiden` does,
+
+        - ``adata.obs[key_added]``: categorical labels (``"0"`` the largest cluster) of ``best_cluster``,
+          the recommended consistent cluster count (replacing a column of that name; not written,
+          with a warning, when no target gave a result);
+
+        and ``adata.uns[key_added]``, a dict with
 
         - ``analysis_mode``: ``"cluster_range"`` or ``"resolution"``;
         - ``n_cluster``, ``gamma``, ``ic`` (median bootstrap IC), ``n_iterations``: one entry per
@@ -397,40 +341,48 @@ def scice(
           ``search_coverage_complete`` (every target got a resolution interval);
         - ``cluster_range_tested``, ``resolution_input``;
         - ``target_diagnostics``, ``optimization_diagnostics`` and ``resolution_search_diagnostics``
-          (DataFrames) and ``params``.
+          (DataFrames);
+        - ``params``: the arguments of the run, the graph's ``obsp`` key included.
 
     Raises
     ------
     KeyError
-        When ``graph_key`` is not in ``adata.obsp``.
+        When the graph is not in ``adata.obsp`` or ``neighbors_key`` not in ``adata.uns``.
     ValueError
-        Before any Leiden run, on a graph without edges between cells (or not square, symmetric and
-        non-negative) and on a parameter out of range (``beta <= 0``, a NaN threshold, ``n_jobs=0``...).
+        Before any Leiden run: when both ``neighbors_key`` and ``obsp`` are given, on a graph without
+        edges between cells (or not square, symmetric and non-negative) and on a parameter out of range
+        (``beta <= 0``, a NaN threshold, ``n_jobs=0``...).
 
     Warns
     -----
     UserWarning
         When requested cluster counts get no result (naming them and why: no resolution reaches them,
-        too inconsistent, or merged into another count), and when several counts tie for the lowest IC.
+        too inconsistent, or merged into another count), when several counts tie for the lowest IC, and
+        when there is no result to write to ``obs``.
 
     Notes
     -----
     The cost is the Leiden runs: per target about six resolutions times ``n_trials`` runs of
-    ``n_iterations`` iterations, plus the search and the refinement rounds; a run on a 100,000-cell
-    graph costs about 13 times one on 20,000 cells. On two cores, ``cluster_range`` 2..10 takes under a
-    minute for 2,000 cells, about 15 minutes for 20,000 and hours for 100,000 (see
-    :doc:`/benchmarks`). For large graphs give ``n_jobs`` more cores or a Dask cluster, or take a
-    first look with fewer targets or fewer ``n_trials``.
+    ``n_iterations`` iterations, plus the search and the refinement rounds. For large graphs give
+    ``n_jobs`` more cores or a Dask cluster, or take a first look with fewer targets or fewer
+    ``n_trials``; measured run times are on :doc:`/benchmarks`.
 
     Examples
     --------
+    Three groups of 50 cells (``obs["blobs"]``) and their neighbour graph:
+
     >>> import scanpy as sc
     >>> import xspecies as xs
-    >>> adata = sc.datasets.pbmc68k_reduced()
-    >>> xs.tl.scice(adata, cluster_range=range(2, 8), progress_bar=False)  # doctest: +SKIP
-    >>> adata.uns["scice"]["consistent_clusters"]  # doctest: +SKIP
+    >>> adata = sc.datasets.blobs(n_centers=3, n_observations=150, random_state=0)
+    >>> sc.pp.neighbors(adata, n_neighbors=10, use_rep="X", random_state=0)
+    >>> xs.tl.scice(adata, cluster_range=range(2, 5), n_trials=5, n_bootstrap=20, progress_bar=False)
+    >>> adata.uns["scice"]["best_cluster"]
+    3
+    >>> adata.obs["scice"].value_counts().tolist()
+    [50, 50, 50]
     """
-    graph = scice_graph(adata, graph_key)
+    key = graph_key(adata, neighbors_key=neighbors_key, obsp=obsp)
+    graph = scice_graph(adata, key)
     targets, gammas = _check_parameters(
         adata.n_obs,
         cluster_range,
@@ -517,7 +469,8 @@ def scice(
         "optimization_diagnostics": rounds_table,
         "resolution_search_diagnostics": search_table,
         "params": {
-            "graph_key": graph_key,
+            "neighbors_key": neighbors_key,
+            "obsp": key,
             "n_trials": int(n_trials),
             "n_bootstrap": int(n_bootstrap),
             "beta": float(beta),
@@ -532,26 +485,44 @@ def scice(
             "backend": "igraph",
         },
     }
+    if best >= 0:
+        adata.obs[key_added] = _categorical(adata.uns[key_added]["best_labels"][best])
+    else:
+        warnings.warn(
+            f"scICE: no result, so no labels were written to adata.obs[{key_added!r}]",
+            UserWarning,
+            stacklevel=2,
+        )
     return adata if copy else None
+
+
+def _categorical(labels: np.ndarray) -> pd.Categorical:
+    """Cluster labels ``0, 1, ...`` as a categorical of strings, as :func:`scanpy.tl.leiden` writes them."""
+    return pd.Categorical.from_codes(labels, categories=[str(c) for c in range(int(labels.max()) + 1)])
 
 
 def scice_labels(
     adata: AnnData,
-    threshold: float = 1.005,
+    *,
+    threshold: float | None = None,
     key: str = "scice",
     key_added: str | None = None,
     inplace: bool = True,
 ) -> pd.DataFrame | None:
-    """Robust cluster labels of the consistent scICE results (IC at or below ``threshold``).
+    """Labels of every consistent scICE result (IC at or below ``threshold``), one ``obs`` column each.
+
+    :func:`scice` writes the labels of the recommended count to ``obs[key_added]``; this adds the
+    other consistent counts beside it.
 
     Parameters
     ----------
     adata
         Annotated data matrix holding the results of :func:`scice` in ``adata.uns[key]``.
     threshold
-        Largest IC of a result called consistent.
+        Largest IC of a result called consistent; default: the run's ``ic_threshold``, so that the
+        columns are those of ``uns[key]["consistent_clusters"]``.
     key
-        Key of the scICE results in ``adata.uns``.
+        Key of the scICE results in ``adata.uns`` (the ``key_added`` of :func:`scice`).
     key_added
         Prefix of the new ``obs`` columns; defaults to ``key``.
     inplace
@@ -566,25 +537,32 @@ def scice_labels(
 
     Examples
     --------
-    >>> xs.tl.scice_labels(adata, threshold=1.005)  # doctest: +SKIP
-    >>> adata.obs.filter(like="scice_k_").columns  # doctest: +SKIP
+    >>> import scanpy as sc
+    >>> import xspecies as xs
+    >>> adata = sc.datasets.blobs(n_centers=3, n_observations=150, random_state=0)
+    >>> sc.pp.neighbors(adata, n_neighbors=10, use_rep="X", random_state=0)
+    >>> xs.tl.scice(adata, cluster_range=[3], n_trials=5, n_bootstrap=20, progress_bar=False)
+    >>> xs.tl.scice_labels(adata)
+    >>> adata.obs.columns.tolist()
+    ['blobs', 'scice', 'scice_k_3']
     """
-    if np.isnan(threshold):
-        raise ValueError(f"threshold must be a number (np.inf keeps every result), got {threshold!r}")
     if key not in adata.uns:
         raise KeyError(f"no scICE results at adata.uns[{key!r}]; run xspecies.tl.scice first")
     results = adata.uns[key]
+    threshold = results["ic_threshold"] if threshold is None else threshold
+    if np.isnan(threshold):
+        raise ValueError(f"threshold must be a number (np.inf keeps every result), got {threshold!r}")
     labels = np.asarray(results["best_labels"])
     if labels.ndim != 2 or labels.shape[1] != adata.n_obs:
         raise ValueError(
             f"adata.uns[{key!r}]['best_labels'] has shape {labels.shape}, expected (n_results, {adata.n_obs})"
         )
     prefix = key if key_added is None else key_added
-    columns = {}
-    for n_cluster, ic, row in zip(results["n_cluster"], results["ic"], labels, strict=True):
-        if ic <= threshold:
-            categories = [str(c) for c in range(int(row.max()) + 1)]
-            columns[f"{prefix}_k_{int(n_cluster)}"] = pd.Categorical.from_codes(row, categories=categories)
+    columns = {
+        f"{prefix}_k_{int(n_cluster)}": _categorical(row)
+        for n_cluster, ic, row in zip(results["n_cluster"], results["ic"], labels, strict=True)
+        if ic <= threshold
+    }
     frame = pd.DataFrame(columns, index=adata.obs_names)
     if not inplace:
         return frame

@@ -116,7 +116,7 @@ def similarity_matrix(unique: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> similarity_matrix(np.array([[0, 0, 1, 1], [0, 0, 0, 1]])).round(3).tolist()
-    [[1.0, 0.583], [0.583, 1.0]]
+    [[1.0, 0.542], [0.542, 1.0]]
     """
     n = unique.shape[0]
     sim = np.eye(n)

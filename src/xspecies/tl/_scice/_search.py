@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._scice_core import effective_cluster_count, labeling_ic
-from ._scice_leiden import Job, LeidenRunner
+from ._core import effective_cluster_count, labeling_ic
+from ._leiden import Job, LeidenRunner
 
 #: Leiden runs per resolution while bracketing intervals, and their iterations.
 SEARCH_TRIALS = 5
