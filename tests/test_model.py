@@ -7,9 +7,8 @@ import pytest
 import torch
 
 import xspecies as xs
+from xspecies import model
 from xspecies._validation import context_fingerprint
-
-model = pytest.importorskip("xspecies.model")
 
 TRAIN = {"max_epochs": 2, "enable_progress_bar": False, "batch_size": 64}
 
@@ -236,7 +235,6 @@ def test_save_load_roundtrip_and_gene_check(trained, tmp_path):
 
 
 def test_hub_offline(trained, tmp_path):
-    pytest.importorskip("huggingface_hub")
     from scvi.hub import HubModel
 
     _, target, _ = trained

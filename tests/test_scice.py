@@ -139,7 +139,6 @@ def test_bad_input():
 
 
 def test_dask_backend(planted):
-    pytest.importorskip("dask.distributed")
     import joblib
     from dask.distributed import Client, LocalCluster
 

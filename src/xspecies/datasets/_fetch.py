@@ -21,8 +21,10 @@ def cache_dir() -> Path:
 
     Examples
     --------
-    >>> cache_dir()  # doctest: +SKIP
-    PosixPath('/home/me/.cache/xspecies')
+    >>> import os
+    >>> os.environ["XSPECIES_CACHE_DIR"] = "/scratch/xspecies-cache"
+    >>> str(cache_dir())
+    '/scratch/xspecies-cache'
     """
     env = os.environ.get("XSPECIES_CACHE_DIR")
     return Path(env) if env else Path(pooch.os_cache("xspecies"))
@@ -140,7 +142,19 @@ def fetch(
 
     Examples
     --------
-    >>> fetch("https://example.org/file.csv", "file.csv")  # doctest: +SKIP
+    A file already in the cache is returned without a download; a server that cannot be reached raises
+    one line (here nothing listens on port 9 of the local host):
+
+    >>> import os
+    >>> os.environ["XSPECIES_CACHE_DIR"] = "downloads"
+    >>> cache_dir().mkdir()
+    >>> _ = (cache_dir() / "table.csv").write_text("gene,count")
+    >>> fetch("https://example.org/table.csv", "table.csv")
+    '.../downloads/table.csv'
+    >>> fetch("http://127.0.0.1:9/other.csv", "other.csv", progressbar=False, what="the other table")
+    Traceback (most recent call last):
+    ...
+    ConnectionError: the other table needs an internet connection (127.0.0.1:9 could not be reached: ...
     """
     try:
         return pooch.retrieve(

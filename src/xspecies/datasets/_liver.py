@@ -60,6 +60,8 @@ def liver(species: str = "mouse", progressbar: bool = True) -> ad.AnnData:
 
     Examples
     --------
+    The example downloads the file from Zenodo, so the offline test suite does not run it.
+
     >>> import xspecies as xs
     >>> hamster = xs.datasets.liver("hamster")  # doctest: +SKIP
     """
