@@ -165,6 +165,7 @@ def context_model(synthetic_pair):
     import torch
 
     from xspecies import model
+
     torch.manual_seed(0)
     ctx, _ = synthetic_pair(n_ctx=60, n_tgt=20, n_genes=12)
     model.ContextModel.setup_anndata(ctx, batch_key="donor", labels_key="cell_type")
