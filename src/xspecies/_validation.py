@@ -18,6 +18,8 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from ._docs import doc_adata, doc_error_name, doc_layer, doc_params
+
 __all__ = [
     "CONTEXT_FINGERPRINT_KEY",
     "check_context_fingerprint",
@@ -44,15 +46,14 @@ _CHUNK = 2**22
 # --- matrices -----------------------------------------------------------------------------------------
 
 
+@doc_params(adata=doc_adata, layer=doc_layer)
 def get_matrix(adata: AnnData, layer: str | None = None):
     """Return ``adata.X`` or ``adata.layers[layer]``.
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
-    layer
-        Layer name; ``None`` for ``X``.
+    {adata}
+    {layer}
 
     Returns
     -------
@@ -128,6 +129,7 @@ def _first_bad(block) -> tuple[int, int, float, str] | None:
     return None
 
 
+@doc_params(adata=doc_adata, layer=doc_layer, name=doc_error_name)
 def check_counts(adata: AnnData, layer: str | None = None, name: str = "adata") -> None:
     """Check that a matrix holds raw counts: finite, non-negative integers, every value checked.
 
@@ -137,12 +139,9 @@ def check_counts(adata: AnnData, layer: str | None = None, name: str = "adata") 
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
-    layer
-        Layer that holds the counts; ``None`` for ``X``.
-    name
-        How the object is called in error messages.
+    {adata}
+    {layer}
+    {name}
 
     Raises
     ------
@@ -182,17 +181,16 @@ def check_counts(adata: AnnData, layer: str | None = None, name: str = "adata") 
 # --- obs and var columns ------------------------------------------------------------------------------
 
 
+@doc_params(adata=doc_adata, name=doc_error_name)
 def check_obs_key(adata: AnnData, key: str, name: str = "adata", allow_nan: bool = False) -> pd.Series:
     """Check that ``adata.obs`` has column ``key`` (without missing values) and return it.
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
+    {adata}
     key
         Column of ``adata.obs``.
-    name
-        How the object is called in error messages.
+    {name}
     allow_nan
         Whether some missing values are accepted (a column with only missing values is always refused).
 
@@ -232,15 +230,14 @@ def check_obs_key(adata: AnnData, key: str, name: str = "adata", allow_nan: bool
     return column
 
 
+@doc_params(adata=doc_adata, name=doc_error_name)
 def check_unique_var_names(adata: AnnData, name: str = "adata") -> None:
     """Check that ``adata.var_names`` are unique.
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
-    name
-        How the object is called in error messages.
+    {adata}
+    {name}
 
     Examples
     --------
@@ -259,6 +256,7 @@ def check_unique_var_names(adata: AnnData, name: str = "adata") -> None:
         )
 
 
+@doc_params(name=doc_error_name)
 def check_not_view(adata: AnnData, name: str = "adata") -> None:
     """Refuse to write into a view of an AnnData (the write would turn it into a partial copy).
 
@@ -266,8 +264,7 @@ def check_not_view(adata: AnnData, name: str = "adata") -> None:
     ----------
     adata
         Annotated data matrix about to be changed in place.
-    name
-        How the object is called in error messages.
+    {name}
 
     Raises
     ------

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pooch
 
+from xspecies._docs import doc_params, doc_progressbar
+
 __all__ = ["cache_dir", "fetch", "network_errors", "offline_error"]
 
 
@@ -104,6 +106,7 @@ def offline_error(
     )
 
 
+@doc_params(progressbar=doc_progressbar)
 def fetch(
     url: str,
     fname: str,
@@ -125,8 +128,7 @@ def fetch(
         Expected hash (``"sha256:..."``); ``None`` skips the check (pooch then logs the file's hash).
     processor
         A pooch processor (e.g. :class:`pooch.Untar`).
-    progressbar
-        Show a download progress bar.
+    {progressbar}
     what, alternative
         The source and what works offline, for the error raised when the server cannot be reached.
 
