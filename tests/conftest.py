@@ -12,17 +12,35 @@ from xspecies._validation import context_fingerprint
 
 matplotlib.use("Agg")
 
-SHARED_DATA = Path(
-    os.environ.get("XSPECIES_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+#: environment variable naming the shared data folder when it does not lie beside the repository
+SHARED_DATA_ENV = "XSPECIES_SHARED_DATA"
+#: the repository's root (this file is ``<root>/tests/conftest.py``)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """The shared data folder: ``$XSPECIES_SHARED_DATA``, else ``shared/data`` beside the repository."""
+    configured = os.environ.get(SHARED_DATA_ENV)
+    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Folder with the full Baron files and ortholog tables; tests using it skip when absent."""
-    if not (SHARED_DATA / "baron_human_counts.h5ad").exists():
-        pytest.skip(f"shared data folder not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """Folder with the full Baron files; a test that needs it fails (never skips) when it is missing."""
+    folder = shared_data_dir()
+    missing = [
+        name
+        for name in ("baron_human_counts.h5ad", "baron_mouse_counts.h5ad")
+        if not (folder / name).is_file()
+    ]
+    if missing:
+        pytest.fail(
+            f"shared data not found: {', '.join(missing)} missing in {folder}. The tests that use the full "
+            f"Baron files read them from `shared/data` beside the repository ({REPO_ROOT.parent / 'shared' / 'data'}); "
+            f"set {SHARED_DATA_ENV} to the folder that holds them when it lies elsewhere.",
+            pytrace=False,
+        )
+    return folder
 
 
 def make_synthetic_pair(

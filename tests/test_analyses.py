@@ -8,8 +8,7 @@ import pytest
 import torch
 
 import xspecies as xs
-
-model = pytest.importorskip("xspecies.model")
+from xspecies import model
 
 TYPES = ["alpha", "beta", "delta"]
 N_GENES = 30

@@ -544,8 +544,9 @@ def test_filter_outliers_bad_input(data, level, match):
 
 @pytest.fixture(scope="module")
 def models(synthetic_pair):
-    model = pytest.importorskip("xspecies.model")
     import torch
+
+    from xspecies import model
 
     torch.manual_seed(0)
     ctx, tgt = synthetic_pair(n_ctx=80, n_tgt=60, n_genes=20, n_neighbors=20)

@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-import xspecies as xs
 from xspecies.cli.main import CLIError, build_parser, main
 
 
@@ -35,9 +34,6 @@ def test_align_missing_file(tmp_path, capsys):
 
 
 def test_demo_runs(tmp_path, capsys):
-    pytest.importorskip("xspecies.model")
-    if not hasattr(xs.datasets, "pancreas") or not hasattr(xs.pp, "homology_neighbors"):
-        pytest.skip("datasets.pancreas / pp.homology_neighbors not available")
     out = tmp_path / "demo"
     assert main(["demo", "--epochs", "2", "--max-cells", "400", "--output", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out

@@ -274,7 +274,6 @@ def test_save_load_roundtrip_and_gene_check(trained, tmp_path):
 
 
 def test_hub_offline(trained, tmp_path):
-    pytest.importorskip("huggingface_hub")
     from scvi.hub import HubModel
 
     _, target, _ = trained

@@ -164,7 +164,8 @@ def test_output_folder_stopped_at_each_step(tmp_path, monkeypatch, step, checksu
 def context_model(synthetic_pair):
     import torch
 
-    model = pytest.importorskip("xspecies.model")
+    from xspecies import model
+
     torch.manual_seed(0)
     ctx, _ = synthetic_pair(n_ctx=60, n_tgt=20, n_genes=12)
     model.ContextModel.setup_anndata(ctx, batch_key="donor", labels_key="cell_type")

@@ -207,7 +207,6 @@ def test_cli_neighbors_key(tmp_path):
 
 
 def test_dask_backend(planted):
-    pytest.importorskip("dask.distributed")
     import joblib
     from dask.distributed import Client, LocalCluster
 

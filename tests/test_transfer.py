@@ -41,15 +41,14 @@ def test_evaluate_transfer_errors():
 
 @pytest.fixture(scope="module")
 def demo_pair():
-    if not hasattr(xs.datasets, "pancreas") or not hasattr(xs.pp, "homology_neighbors"):
-        pytest.skip("datasets.pancreas / pp.homology_neighbors not available")
     # every second cell keeps all major types and halves the run time
     return xs.datasets.pancreas("mouse")[::2].copy(), xs.datasets.pancreas("human")[::2].copy()
 
 
 def test_end_to_end_demo(demo_pair):
-    model = pytest.importorskip("xspecies.model")
     import scvi
+
+    from xspecies import model
 
     scvi.settings.seed = 0
     mouse, human = demo_pair

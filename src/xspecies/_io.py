@@ -71,8 +71,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Examples
     --------
-    >>> with atomic_path("results/report.csv") as tmp:  # doctest: +SKIP
-    ...     table.to_csv(tmp)
+    >>> import pandas as pd
+    >>> with atomic_path("report.csv") as tmp:
+    ...     pd.DataFrame({"recall": [0.9]}).to_csv(tmp, index=False)
+    >>> Path("report.csv").read_text().split()
+    ['recall', '0.9']
+    >>> with atomic_path("report.csv") as tmp:  # a failed write leaves the previous file
+    ...     raise RuntimeError("interrupted")
+    Traceback (most recent call last):
+    ...
+    RuntimeError: interrupted
+    >>> Path("report.csv").read_text().split()
+    ['recall', '0.9']
     """
     path = Path(path).resolve()
     tmp = _temporary_name(path, "tmp")
@@ -127,8 +137,12 @@ def atomic_dir(
 
     Examples
     --------
-    >>> with atomic_dir("models/context", overwrite=True) as tmp:  # doctest: +SKIP
-    ...     (tmp / "notes.txt").write_text("trained on 2k cells")
+    >>> with atomic_dir("models/context") as tmp:
+    ...     _ = (tmp / "notes.txt").write_text("trained on 2k cells")
+    >>> with atomic_dir("models/context", overwrite=True, keep=lambda name: name == "notes.txt") as tmp:
+    ...     _ = (tmp / "model.pt").write_bytes(b"weights")
+    >>> sorted(p.name for p in Path("models/context").iterdir())
+    ['model.pt', 'notes.txt']
     """
     path = Path(path).resolve()
     if path.exists() and not path.is_dir():
@@ -191,9 +205,11 @@ def atomic_entries(folder: str | os.PathLike) -> Iterator[Path]:
 
     Examples
     --------
-    >>> with atomic_entries("results") as tmp:  # doctest: +SKIP
-    ...     table.to_csv(tmp / "table.csv")
-    ...     model.save(tmp / "model")
+    >>> with atomic_entries("results") as tmp:
+    ...     _ = (tmp / "table.csv").write_text("type,recall")
+    ...     (tmp / "model").mkdir()
+    >>> sorted(p.name for p in Path("results").iterdir())
+    ['model', 'table.csv']
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():

@@ -18,6 +18,8 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from ._docs import doc_adata, doc_error_name, doc_layer, doc_params
+
 __all__ = [
     "CONTEXT_FINGERPRINT_KEY",
     "check_context_fingerprint",
@@ -44,15 +46,14 @@ _CHUNK = 2**22
 # --- matrices -----------------------------------------------------------------------------------------
 
 
+@doc_params(adata=doc_adata, layer=doc_layer)
 def get_matrix(adata: AnnData, layer: str | None = None):
     """Return ``adata.X`` or ``adata.layers[layer]``.
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
-    layer
-        Layer name; ``None`` for ``X``.
+    {adata}
+    {layer}
 
     Returns
     -------
@@ -60,7 +61,13 @@ def get_matrix(adata: AnnData, layer: str | None = None):
 
     Examples
     --------
-    >>> X = get_matrix(adata, layer="counts")  # doctest: +SKIP
+    >>> adata = AnnData(np.ones((2, 3)), layers={"counts": sparse.csr_matrix(np.ones((2, 3)))})
+    >>> get_matrix(adata, layer="counts").shape
+    (2, 3)
+    >>> get_matrix(adata, layer="raw")
+    Traceback (most recent call last):
+    ...
+    KeyError: "layer 'raw' not found in adata.layers (available: ['counts'])."
     """
     if layer is None:
         if adata.X is None:
@@ -122,6 +129,7 @@ def _first_bad(block) -> tuple[int, int, float, str] | None:
     return None
 
 
+@doc_params(adata=doc_adata, layer=doc_layer, name=doc_error_name)
 def check_counts(adata: AnnData, layer: str | None = None, name: str = "adata") -> None:
     """Check that a matrix holds raw counts: finite, non-negative integers, every value checked.
 
@@ -131,12 +139,9 @@ def check_counts(adata: AnnData, layer: str | None = None, name: str = "adata") 
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
-    layer
-        Layer that holds the counts; ``None`` for ``X``.
-    name
-        How the object is called in error messages.
+    {adata}
+    {layer}
+    {name}
 
     Raises
     ------
@@ -146,7 +151,13 @@ def check_counts(adata: AnnData, layer: str | None = None, name: str = "adata") 
 
     Examples
     --------
-    >>> check_counts(adata)  # doctest: +SKIP
+    >>> adata = AnnData(np.array([[0.0, 3.0], [1.0, 2.5]]))
+    >>> check_counts(adata)
+    Traceback (most recent call last):
+    ...
+    ValueError: adata.X contains non-integer values (log-normalised data?), e.g. 2.5 for cell '1', gene '1' (row 1, column 1): raw integer counts are expected.
+    >>> adata.X[1, 1] = 2
+    >>> check_counts(adata)
     """
     X = get_matrix(adata, layer)
     where = f"{name}.X" if layer is None else f"{name}.layers[{layer!r}]"
@@ -170,17 +181,16 @@ def check_counts(adata: AnnData, layer: str | None = None, name: str = "adata") 
 # --- obs and var columns ------------------------------------------------------------------------------
 
 
+@doc_params(adata=doc_adata, name=doc_error_name)
 def check_obs_key(adata: AnnData, key: str, name: str = "adata", allow_nan: bool = False) -> pd.Series:
     """Check that ``adata.obs`` has column ``key`` (without missing values) and return it.
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
+    {adata}
     key
         Column of ``adata.obs``.
-    name
-        How the object is called in error messages.
+    {name}
     allow_nan
         Whether some missing values are accepted (a column with only missing values is always refused).
 
@@ -197,7 +207,13 @@ def check_obs_key(adata: AnnData, key: str, name: str = "adata", allow_nan: bool
 
     Examples
     --------
-    >>> labels = check_obs_key(adata, "cell_type")  # doctest: +SKIP
+    >>> adata = AnnData(obs=pd.DataFrame({"cell_type": ["alpha", None]}, index=["c0", "c1"]))
+    >>> check_obs_key(adata, "cell_type", allow_nan=True).tolist()
+    ['alpha', None]
+    >>> check_obs_key(adata, "cell_type")
+    Traceback (most recent call last):
+    ...
+    ValueError: adata.obs['cell_type'] has 1 missing (NaN) values, e.g. cell 'c1': fill them (e.g. 'unknown') or drop these cells first.
     """
     if key not in adata.obs.columns:
         raise KeyError(f"{key!r} not found in {name}.obs (columns: {list(adata.obs.columns)}).")
@@ -214,19 +230,22 @@ def check_obs_key(adata: AnnData, key: str, name: str = "adata", allow_nan: bool
     return column
 
 
+@doc_params(adata=doc_adata, name=doc_error_name)
 def check_unique_var_names(adata: AnnData, name: str = "adata") -> None:
     """Check that ``adata.var_names`` are unique.
 
     Parameters
     ----------
-    adata
-        Annotated data matrix.
-    name
-        How the object is called in error messages.
+    {adata}
+    {name}
 
     Examples
     --------
-    >>> check_unique_var_names(adata)  # doctest: +SKIP
+    >>> adata = AnnData(var=pd.DataFrame(index=["GCG", "INS", "GCG"]))
+    >>> check_unique_var_names(adata)
+    Traceback (most recent call last):
+    ...
+    ValueError: adata.var_names contains duplicates, e.g. ['GCG']: make them unique first (adata.var_names_make_unique()).
     """
     index = adata.var_names
     if not index.is_unique:
@@ -237,6 +256,7 @@ def check_unique_var_names(adata: AnnData, name: str = "adata") -> None:
         )
 
 
+@doc_params(name=doc_error_name)
 def check_not_view(adata: AnnData, name: str = "adata") -> None:
     """Refuse to write into a view of an AnnData (the write would turn it into a partial copy).
 
@@ -244,8 +264,7 @@ def check_not_view(adata: AnnData, name: str = "adata") -> None:
     ----------
     adata
         Annotated data matrix about to be changed in place.
-    name
-        How the object is called in error messages.
+    {name}
 
     Raises
     ------
@@ -254,7 +273,12 @@ def check_not_view(adata: AnnData, name: str = "adata") -> None:
 
     Examples
     --------
-    >>> check_not_view(adata)  # doctest: +SKIP
+    >>> adata = AnnData(np.ones((4, 2)))
+    >>> check_not_view(adata)
+    >>> check_not_view(adata[:2])
+    Traceback (most recent call last):
+    ...
+    ValueError: adata is a view of another AnnData (e.g. adata[cells]): ...
     """
     if adata.is_view:
         raise ValueError(
@@ -635,7 +659,13 @@ def check_context_fingerprint(recorded: str | None, context: AnnData, where: str
 
     Examples
     --------
-    >>> check_context_fingerprint(context_fingerprint(context), context, "uns['homology']")  # doctest: +SKIP
+    >>> context = AnnData(np.ones((3, 2)))
+    >>> recorded = context_fingerprint(context)
+    >>> check_context_fingerprint(recorded, context, "uns['homology']")
+    >>> check_context_fingerprint(recorded, context[:2].copy(), "uns['homology']")
+    Traceback (most recent call last):
+    ...
+    ValueError: uns['homology'] was computed against another context: it was computed for a context of 3 cells x 2 genes, this one has 2 cells x 2 genes. ...
     """
     if recorded is None:
         return
@@ -691,7 +721,9 @@ def check_key_name(key, name: str = "key_added") -> str:
     --------
     >>> check_key_name("scice")
     'scice'
-    >>> check_key_name("a/b")  # doctest: +SKIP
+    >>> check_key_name("a/b")
+    Traceback (most recent call last):
+    ...
     ValueError: key_added='a/b' contains '/': ...
     """
     if not isinstance(key, str) or not key.strip():

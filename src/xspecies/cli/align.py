@@ -66,7 +66,14 @@ def check_inputs(
 
     Examples
     --------
-    >>> n_neighbors = check_inputs(mouse, human, "mouse", "human", "cell_type", "out")  # doctest: +SKIP
+    >>> import xspecies as xs
+    >>> mouse, human = xs.datasets.pancreas("mouse"), xs.datasets.pancreas("human")
+    >>> check_inputs(mouse, human, "mouse", "human", "cell_ontology_class", "out")
+    250
+    >>> check_inputs(mouse, human, "mouse", "human", "cell_type", "out")
+    Traceback (most recent call last):
+    ...
+    xspecies.cli.main.CLIError: --labels-key 'cell_type' is not a column of the context data's obs ...
     """
     from xspecies._validation import check_key_name
     from xspecies.pp._species import resolve_species
@@ -113,7 +120,12 @@ def check_output_folder(output: str | Path) -> None:
 
     Examples
     --------
-    >>> check_output_folder("xspecies_output")  # doctest: +SKIP
+    >>> check_output_folder("xspecies_output")
+    >>> _ = Path("notes.txt").write_text("")
+    >>> check_output_folder("notes.txt")
+    Traceback (most recent call last):
+    ...
+    xspecies.cli.main.CLIError: --output notes.txt exists and is not a folder
     """
     out = Path(output).resolve()
     if out.exists() and not out.is_dir():
@@ -145,8 +157,12 @@ def select_genes(adata: AnnData, n_top_genes: int, layer: str | None) -> str:
 
     Examples
     --------
-    >>> select_genes(human, 4000, None)  # doctest: +SKIP
-    'kept the 4000 most variable of 20125 genes (seurat_v3 on the counts)'
+    >>> import anndata as ad, numpy as np
+    >>> adata = ad.AnnData(np.random.default_rng(0).negative_binomial(2, 0.3, (200, 300)).astype(np.float32))
+    >>> select_genes(adata, 100, None)
+    'kept the 100 most variable of 300 genes (seurat_v3 on the counts)'
+    >>> select_genes(adata, 0, None)
+    'all 100 genes kept (--n-top-genes 0)'
     """
     import xspecies as xs
 
@@ -234,7 +250,18 @@ def run_alignment(
 
     Examples
     --------
-    >>> report = run_alignment(mouse, human, "mouse", "human", "cell_type", "out")  # doctest: +SKIP
+    The example trains two models, a minute or more even on a few hundred cells, so the doctests skip it;
+    ``tests/test_cli_demo.py`` runs the pipeline through ``xspecies demo``.
+
+    >>> import xspecies as xs
+    >>> mouse = subsample(xs.datasets.pancreas("mouse"), 300, seed=0)
+    >>> human = subsample(xs.datasets.pancreas("human"), 300, seed=0)
+    >>> report = run_alignment(  # doctest: +SKIP
+    ...     mouse, human, "mouse", "human", "cell_ontology_class", "out",
+    ...     target_labels_key="cell_ontology_class", epochs=1, n_top_genes=1000, verbose=False,
+    ... )
+    >>> sorted(p.name for p in Path("out").iterdir())  # doctest: +SKIP
+    ['confusion_matrix_percent.csv', 'figures', 'human_target.h5ad', 'models', 'mouse_context.h5ad', 'report.json']
     """
     if epochs < 1:
         raise CLIError(f"--epochs must be at least 1, got {epochs}")
@@ -362,7 +389,14 @@ def read_inputs(*paths: str) -> list[AnnData]:
 
     Examples
     --------
-    >>> mouse, human = read_inputs("mouse.h5ad", "human.h5ad")  # doctest: +SKIP
+    >>> import anndata as ad, numpy as np
+    >>> ad.AnnData(np.ones((3, 2), dtype=np.float32)).write_h5ad("small.h5ad")
+    >>> [adata.shape for adata in read_inputs("small.h5ad")]
+    [(3, 2)]
+    >>> read_inputs("small.h5ad", "missing.h5ad")
+    Traceback (most recent call last):
+    ...
+    xspecies.cli.main.CLIError: file not found: missing.h5ad
     """
     import anndata as ad
     import h5py
@@ -394,7 +428,12 @@ def subsample(adata: AnnData, n: int | None, seed: int) -> AnnData:
 
     Examples
     --------
-    >>> small = subsample(human, 500, seed=0)  # doctest: +SKIP
+    >>> import anndata as ad, numpy as np
+    >>> adata = ad.AnnData(np.zeros((1000, 2), dtype=np.float32))
+    >>> subsample(adata, 500, seed=0).n_obs
+    500
+    >>> subsample(adata, None, seed=0) is adata
+    True
     """
     import numpy as np
 
@@ -419,8 +458,9 @@ def run_options(args: argparse.Namespace) -> dict:
 
     Examples
     --------
-    >>> run_options(build_parser().parse_args(["demo"]))["epochs"]  # doctest: +SKIP
-    40
+    >>> from xspecies.cli.main import build_parser
+    >>> run_options(build_parser().parse_args(["demo", "--epochs", "5", "--quiet"]))
+    {'epochs': 5, 'seed': 0, 'verbose': False, 'n_neighbors': None, 'batch_size': 128, 'accelerator': 'auto'}
     """
     return {
         "epochs": args.epochs,

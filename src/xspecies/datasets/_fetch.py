@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pooch
 
+from xspecies._docs import doc_params, doc_progressbar
+
 __all__ = ["cache_dir", "fetch", "network_errors", "offline_error"]
 
 
@@ -21,8 +23,10 @@ def cache_dir() -> Path:
 
     Examples
     --------
-    >>> cache_dir()  # doctest: +SKIP
-    PosixPath('/home/me/.cache/xspecies')
+    >>> import os
+    >>> os.environ["XSPECIES_CACHE_DIR"] = "/scratch/xspecies-cache"
+    >>> str(cache_dir())
+    '/scratch/xspecies-cache'
     """
     env = os.environ.get("XSPECIES_CACHE_DIR")
     return Path(env) if env else Path(pooch.os_cache("xspecies"))
@@ -102,6 +106,7 @@ def offline_error(
     )
 
 
+@doc_params(progressbar=doc_progressbar)
 def fetch(
     url: str,
     fname: str,
@@ -123,8 +128,7 @@ def fetch(
         Expected hash (``"sha256:..."``); ``None`` skips the check (pooch then logs the file's hash).
     processor
         A pooch processor (e.g. :class:`pooch.Untar`).
-    progressbar
-        Show a download progress bar.
+    {progressbar}
     what, alternative
         The source and what works offline, for the error raised when the server cannot be reached.
 
@@ -140,7 +144,19 @@ def fetch(
 
     Examples
     --------
-    >>> fetch("https://example.org/file.csv", "file.csv")  # doctest: +SKIP
+    A file already in the cache is returned without a download; a server that cannot be reached raises
+    one line (here nothing listens on port 9 of the local host):
+
+    >>> import os
+    >>> os.environ["XSPECIES_CACHE_DIR"] = "downloads"
+    >>> cache_dir().mkdir()
+    >>> _ = (cache_dir() / "table.csv").write_text("gene,count")
+    >>> fetch("https://example.org/table.csv", "table.csv")
+    '.../downloads/table.csv'
+    >>> fetch("http://127.0.0.1:9/other.csv", "other.csv", progressbar=False, what="the other table")
+    Traceback (most recent call last):
+    ...
+    ConnectionError: the other table needs an internet connection (127.0.0.1:9 could not be reached: ...
     """
     try:
         return pooch.retrieve(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import anndata as ad
 
+from xspecies._docs import doc_params, doc_progressbar
+
 from ._fetch import fetch
 
 __all__ = ["liver"]
@@ -40,6 +42,7 @@ def liver_url(species: str) -> str:
     return f"https://zenodo.org/records/{ZENODO_RECORD}/files/{LIVER_FILES[species]}?download=1"
 
 
+@doc_params(progressbar=doc_progressbar)
 def liver(species: str = "mouse", progressbar: bool = True) -> ad.AnnData:
     """Liver scRNA-seq of the scSpecies paper (human, mouse, hamster), downloaded once from Zenodo.
 
@@ -51,8 +54,7 @@ def liver(species: str = "mouse", progressbar: bool = True) -> ad.AnnData:
     ----------
     species
         ``"human"``, ``"mouse"`` or ``"hamster"``.
-    progressbar
-        Show a download progress bar.
+    {progressbar}
 
     Returns
     -------
@@ -60,6 +62,8 @@ def liver(species: str = "mouse", progressbar: bool = True) -> ad.AnnData:
 
     Examples
     --------
+    The example downloads the file from Zenodo, so the offline test suite does not run it.
+
     >>> import xspecies as xs
     >>> hamster = xs.datasets.liver("hamster")  # doctest: +SKIP
     """

@@ -69,7 +69,19 @@ def read_gse84133(paths: list[str | Path], species: str) -> ad.AnnData:
 
     Examples
     --------
-    >>> adata = read_gse84133(sorted(Path("GSE84133").glob("*.csv.gz")), "mouse")  # doctest: +SKIP
+    >>> table = pd.DataFrame(
+    ...     {"barcode": ["AAAC", "GGTT"], "assigned_cluster": ["beta", "alpha"], "Gcg": [0, 12], "Ins1": [30, 1]},
+    ...     index=["mouse1_lib1.1", "mouse1_lib1.2"],
+    ... )
+    >>> table.to_csv("GSM2230761_mouse1_umifm_counts.csv.gz")
+    >>> adata = read_gse84133(["GSM2230761_mouse1_umifm_counts.csv.gz"], "mouse")
+    >>> adata.obs[["cell_ontology_class", "donor"]]
+                      cell_ontology_class   donor
+    mouse1_lib1.1  type B pancreatic cell  mouse1
+    mouse1_lib1.2       pancreatic A cell  mouse1
+    >>> adata.X.toarray()
+    array([[ 0., 30.],
+           [12.,  1.]], dtype=float32)
     """
     _check_species(species)
     parts = []
