@@ -106,8 +106,8 @@ class OptimizerCreator:
 class SpeciesTrainingPlan(TrainingPlan):
     """:class:`scvi.train.TrainingPlan` with a fused Adam/AdamW step and logging once per epoch.
 
-    The optimiser is an :class:`OptimizerCreator` passed to scvi-tools as ``optimizer="Custom"``: the
-    fused Adam (or AdamW) step is several times faster on CPU (and on CUDA) than the per-tensor loop,
+    The optimiser is an ``OptimizerCreator`` (``xspecies.model._training``) passed to scvi-tools as
+    ``optimizer="Custom"``: the fused Adam (or AdamW) step is several times faster on CPU (and on CUDA) than the per-tensor loop,
     and where a device refuses it the standard step is used. ``fused_optimizer=False`` (scvi-tools
     1.5's plan argument, honoured with every supported scvi-tools) asks for the standard step;
     ``optimizer="Custom"`` with an ``optimizer_creator`` of your own replaces it.
