@@ -40,8 +40,8 @@ def _assert_one_line_error(capsys, code, fragment):
 
 
 ALIGN_CASES = {
-    "epochs -1": (["--epochs", "-1"], "--epochs: must be a positive integer"),
-    "epochs 0": (["--epochs", "0"], "--epochs: must be a positive integer"),
+    "epochs -1": (["--epochs", "-1"], "--epochs: must be an integer >= 1, got"),
+    "epochs 0": (["--epochs", "0"], "--epochs: must be an integer >= 1, got"),
     "n-neighbors 0": (["--n-neighbors", "0"], "--n-neighbors"),
     "n-neighbors above context cells": (["--n-neighbors", "500"], "60 context cells"),
     "too few target cells": (["--max-cells", "20"], "the target data has 20 cells"),

@@ -496,52 +496,40 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def positive_int(text: str) -> int:
-    """``argparse`` type: an integer >= 1.
+def int_at_least(minimum: int):
+    """``argparse`` type: an integer >= ``minimum``.
 
     Parameters
     ----------
-    text
-        The option's value.
+    minimum
+        Smallest accepted value.
 
     Returns
     -------
-    int
-        The value.
+    Callable
+        A function that parses the option's text, raising :class:`argparse.ArgumentTypeError` when it is
+        not an integer >= ``minimum``.
 
     Examples
     --------
-    >>> positive_int("3")
+    >>> int_at_least(1)("3")
     3
+    >>> int_at_least(0)("-1")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be an integer >= 0, got -1
     """
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
+        return value
 
-def non_negative_int(text: str) -> int:
-    """``argparse`` type: an integer >= 0.
-
-    Parameters
-    ----------
-    text
-        The option's value.
-
-    Returns
-    -------
-    int
-        The value.
-
-    Examples
-    --------
-    >>> non_negative_int("0")
-    0
-    """
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
+    return parse
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, default_epochs: int) -> None:
@@ -561,16 +549,22 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_epochs: int) -
         "other files are kept (default: %(default)s)",
     )
     parser.add_argument(
-        "--epochs", type=positive_int, default=default_epochs, help="epochs per model (default: %(default)s)"
+        "--epochs",
+        type=int_at_least(1),
+        default=default_epochs,
+        help="epochs per model (default: %(default)s)",
     )
     parser.add_argument(
         "--n-neighbors",
-        type=positive_int,
+        type=int_at_least(1),
         default=None,
         help=f"data-level neighbours per target cell (default: min({MAX_NEIGHBORS}, context cells))",
     )
     parser.add_argument(
-        "--batch-size", type=positive_int, default=128, help="training minibatch size (default: %(default)s)"
+        "--batch-size",
+        type=int_at_least(1),
+        default=128,
+        help="training minibatch size (default: %(default)s)",
     )
     parser.add_argument(
         "--accelerator",
@@ -580,7 +574,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_epochs: int) -
     )
     parser.add_argument(
         "--max-cells",
-        type=positive_int,
+        type=int_at_least(1),
         default=None,
         help="random subset of at most this many cells per species (quick try)",
     )
@@ -620,7 +614,7 @@ def register(subparsers) -> None:
     genes = parser.add_mutually_exclusive_group()
     genes.add_argument(
         "--n-top-genes",
-        type=non_negative_int,
+        type=int_at_least(0),
         default=4000,
         help="highly variable genes kept per species, seurat_v3 on the counts; "
         "0 keeps all genes (default: %(default)s)",
