@@ -344,8 +344,8 @@ def homology_neighbors(
     >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
     >>> human.obsm["homology_neighbors"].shape == (human.n_obs, 250)
     True
-    >>> human.obs["homology_cell_ontology_class"].isin(mouse.obs["cell_ontology_class"]).all()
-    np.True_
+    >>> bool(human.obs["homology_cell_ontology_class"].isin(mouse.obs["cell_ontology_class"]).all())
+    True
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}: use one of {METRICS}.")

@@ -69,8 +69,8 @@ def filter_outliers(data: np.ndarray, *, confidence_level: float = 0.9) -> np.nd
     >>> import numpy as np
     >>> import xspecies as xs
     >>> x = np.r_[np.random.default_rng(0).normal(size=(200, 2)), [[30.0, 30.0]]]
-    >>> xs.tl.filter_outliers(x, confidence_level=0.99)[-1]
-    np.False_
+    >>> bool(xs.tl.filter_outliers(x, confidence_level=0.99)[-1])
+    False
     """
     check_fraction("confidence_level", confidence_level, open_min=True)
     data = np.asarray(data, dtype=float)
