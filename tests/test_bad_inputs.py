@@ -58,7 +58,7 @@ def checksum(adata: ad.AnnData) -> str:
     digest.update(_frame_bytes(adata.obs))
     digest.update(_frame_bytes(adata.var))
     for mapping in (adata.obsm, adata.layers):
-        for key in sorted(mapping):
+        for key in sorted(k for k in mapping if k is not None):  # anndata 0.13 lists X as layer None
             digest.update(key.encode() + _matrix_bytes(mapping[key]))
     digest.update(pickle.dumps(adata.uns))
     return digest.hexdigest()
