@@ -58,7 +58,7 @@ def doc_params(**texts: str) -> Callable[[_T], _T]:
     ...     {adata}
     ...     '''
     ...     return adata.n_obs
-    >>> [line.strip() for line in n_cells.__doc__.splitlines()[-3:-1]]
+    >>> [line.strip() for line in n_cells.__doc__.splitlines() if line.strip()][-2:]
     ['adata', 'Annotated data matrix (cells x genes).']
     >>> doc_params(layer=doc_layer)(n_cells)
     Traceback (most recent call last):

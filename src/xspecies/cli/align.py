@@ -75,7 +75,7 @@ def check_inputs(
     ...
     xspecies.cli.main.CLIError: --labels-key 'cell_type' is not a column of the context data's obs ...
     """
-    from xspecies._validation import check_key_name
+    from xspecies._validation import check_key_name, layer_names
     from xspecies.pp._species import resolve_species
 
     species = [resolve_species(name) for name in (context_species, target_species)]
@@ -91,7 +91,7 @@ def check_inputs(
     for which, adata in (("context", context), ("target", target)):
         if layer is not None and layer not in adata.layers:
             raise CLIError(
-                f"--layer {layer!r} is not a layer of the {which} data (layers: {list(adata.layers)})"
+                f"--layer {layer!r} is not a layer of the {which} data (layers: {layer_names(adata)})"
             )
         if adata.n_obs < 2 or adata.n_vars < 1:
             raise CLIError(f"the {which} data has {adata.n_obs} cells and {adata.n_vars} genes: too few")

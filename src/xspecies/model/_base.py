@@ -16,7 +16,7 @@ from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 
 from xspecies._io import atomic_dir
-from xspecies._validation import check_counts, check_int
+from xspecies._validation import check_counts, check_int, layer_names
 
 from ._nn import DEFAULT_LAYER_ORDER, validate_layer_order
 from ._training import SpeciesTrainingPlan
@@ -131,7 +131,7 @@ def check_setup_inputs(
                 "those cells."
             )
     if layer is not None and layer not in adata.layers:
-        raise KeyError(f"{layer!r} is not a layer of adata (layers: {list(adata.layers)}).")
+        raise KeyError(f"{layer!r} is not a layer of adata (layers: {layer_names(adata)}).")
     check_counts(adata, layer)
 
 
