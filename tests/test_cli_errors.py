@@ -144,3 +144,33 @@ def test_exit_status_of_the_process(tmp_path):
     out = subprocess.run(args, capture_output=True, text=True, env=env)
     assert out.returncode == 2
     assert out.stderr.strip() == f"xspecies scice: error: input file not found: {tmp_path / 'nope.h5ad'}"
+
+
+@pytest.mark.parametrize(
+    ("signum", "status", "word"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")]
+)
+def test_signal_reported_by_its_exit_status_whatever_exception_it_became(
+    monkeypatch, capsys, signum, status, word
+):
+    # numpy turns a KeyboardInterrupt inside some comparisons into a TypeError: the signal decides
+    import signal
+    import time
+
+    import xspecies.cli.scice as scice_cli
+
+    def interrupted_run(args):
+        try:
+            os.kill(os.getpid(), getattr(signal, signum))
+            time.sleep(30)  # the handler raises before this ends
+        except KeyboardInterrupt as exc:
+            raise TypeError("Cannot compare structured arrays unless they have a common dtype") from exc
+
+    monkeypatch.setattr(scice_cli, "_run", interrupted_run)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # pytest may run with SIGINT ignored
+    try:
+        assert main(["scice", "in.h5ad"]) == status
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    err = capsys.readouterr().err
+    assert err.strip() == f"xspecies scice: {word}; no output was written or replaced"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the previous handlers are back

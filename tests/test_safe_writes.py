@@ -272,7 +272,12 @@ def test_load_errors_name_the_path(context_model, tmp_path):
 
 
 # --- the CLI interrupted by SIGINT / SIGTERM ------------------------------------------------------
-_SLOW_WRITE = """
+# Each child first restores Python's SIGINT handler: a shell without job control starts background
+# commands (a CI script run with &, nohup) with SIGINT ignored, and Python keeps an inherited SIG_IGN.
+_DEFAULT_SIGINT = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+_SLOW_WRITE = (
+    _DEFAULT_SIGINT
+    + """
 import sys, time
 import xspecies.cli.scice as scice_cli
 from xspecies.cli.main import main
@@ -287,7 +292,8 @@ def slow_write_uns(path, key, value):  # the copy is complete and half updated: 
 scice_cli.write_uns = slow_write_uns
 sys.exit(main(sys.argv[1:]))
 """
-_RUN = "import sys\nfrom xspecies.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
+)
+_RUN = _DEFAULT_SIGINT + "import sys\nfrom xspecies.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 @pytest.mark.parametrize(

@@ -92,21 +92,42 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextmanager
-def _sigterm_as_interrupt():
-    """Turn SIGTERM into an exception while the command runs, so ``finally`` blocks clean up."""
+def _signals_as_interrupts():
+    """Turn SIGINT and SIGTERM into exceptions while the command runs, so ``finally`` blocks clean up.
+
+    Yields the list of signals received: a library may turn the exception raised inside it into another
+    one (numpy reports a ``KeyboardInterrupt`` inside some comparisons as a ``TypeError``), so the exit
+    status follows the signal, not the exception. A SIGINT that the process inherited as ignored (a
+    background command of a shell without job control) stays ignored.
+    """
+    received: list[int] = []
 
     def handler(signum, frame):
-        raise _Terminated()
+        received.append(signum)
+        raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: keep the default
-        yield
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, handler)
+    except ValueError:  # not the main thread: keep the defaults
+        yield received
         return
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
+def _stopped(command: str, signum: int) -> int:
+    """Report a command stopped by ``signum`` (nothing written) and return its exit status."""
+    if signum == signal.SIGTERM:
+        print(f"{command}: terminated; no output was written or replaced", file=sys.stderr)
+        return EXIT_TERMINATED
+    print(f"{command}: interrupted; no output was written or replaced", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,21 +146,20 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
     command = "xspecies"
+    received: list[int] = []
     try:
-        with _sigterm_as_interrupt():
+        with _signals_as_interrupts() as received:
             parser = build_parser()
             args = parser.parse_args(argv)
             if getattr(args, "func", None) is None:
                 raise CLIError("choose a command: " + ", ".join(COMMANDS) + " (see xspecies --help)")
             command = f"xspecies {args.command}"
             return int(args.func(args) or 0)
-    except _Terminated:
-        print(f"{command}: terminated; no output was written or replaced", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        print(f"{command}: interrupted; no output was written or replaced", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM raised as _Terminated
+        return _stopped(command, signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
     except Exception as exc:  # noqa: BLE001 - every error of a command ends as one line
+        if received:  # a signal surfaced as another exception
+            return _stopped(command, received[0])
         if debug:
             traceback.print_exc()
         print(f"{command}: error: {_one_line(exc)}", file=sys.stderr)
