@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from anndata import AnnData
+from scipy import sparse
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
@@ -25,6 +26,43 @@ from ._training import SpeciesTrainingPlan
 SAVED_FILES = ("model.pt", "adata.h5ad", "mdata.h5mu")
 
 _HIDDEN_KEYS = ("outer_hidden", "inner_hidden", "decoder_hidden", "library_hidden")
+
+
+#: Values (cells x genes) read at once from an on-disk matrix.
+_READ_VALUES = 1 << 22
+
+
+def row_totals(counts) -> np.ndarray:
+    """Total counts of every cell (row), without densifying or loading an on-disk matrix as a whole.
+
+    In-memory matrices (dense or sparse) are summed directly; a backed matrix (h5py dataset or
+    anndata's on-disk sparse dataset) is read in blocks of rows of about four million values.
+
+    Parameters
+    ----------
+    counts
+        Cells x genes matrix.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_cells,)`` row sums.
+
+    Examples
+    --------
+    >>> from scipy import sparse
+    >>> row_totals(sparse.csr_matrix(np.array([[1.0, 2.0], [0.0, 3.0]])))
+    array([3., 3.])
+    """
+    if isinstance(counts, np.ndarray) or sparse.issparse(counts):
+        return np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
+    n_obs, n_vars = counts.shape
+    step = max(1, _READ_VALUES // max(1, n_vars))
+    blocks = [
+        np.asarray(counts[start : start + step].sum(axis=1), dtype=np.float64).ravel()
+        for start in range(0, n_obs, step)
+    ]
+    return np.concatenate(blocks) if blocks else np.zeros(0)
 
 
 def library_log_prior(adata: AnnData, layer: str | None, batch_codes: np.ndarray, n_batch: int):
@@ -47,8 +85,7 @@ def library_log_prior(adata: AnnData, layer: str | None, batch_codes: np.ndarray
         Means and variances, each of length ``n_batch``.
     """
     counts = adata.X if layer is None else adata.layers[layer]
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    log_lib = np.log(np.clip(totals, 1.0, None))
+    log_lib = np.log(np.clip(row_totals(counts), 1.0, None))
     means, variances = np.zeros(n_batch), np.ones(n_batch)
     for b in range(n_batch):
         sel = log_lib[batch_codes == b]
