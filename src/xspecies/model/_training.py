@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from scvi.dataloaders import AnnDataLoader
 from scvi.train import TrainingPlan
-from torch.utils.data import DataLoader
 
 #: Defaults of scvi-tools' training plan (learning rate, eps, weight decay) for the optimiser.
 _PLAN_DEFAULTS = {
@@ -360,7 +359,7 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
             return
         world_size, rank = self.trainer.world_size, self.trainer.global_rank
         loader = self.partner_loader
-        if callable(loader) and not isinstance(loader, DataLoader):
+        if callable(loader):  # PartnerLoaders: this process's share
             loader = loader(rank, world_size)
         was_training = self.module.training
         self.module.eval()
