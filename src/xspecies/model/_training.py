@@ -296,7 +296,8 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         Number of epochs of the linear ramp.
     partner_loader
         Data loader over the target cells to align, or a callable ``(rank, world_size) -> loader``
-        giving each process its share of them (:class:`~xspecies.model._training.PartnerLoaders`); at the start of every
+        giving each process its share of them
+        (:class:`~xspecies.model._training.PartnerLoaders`); at the start of every
         ``partner_refresh``-th epoch their alignment partners are chosen anew with the current decoder
         (:meth:`~xspecies.model.TargetVAE.update_partners`). Under distributed training each process
         chooses the partners of its share and the choices are gathered (an all-reduce of the
