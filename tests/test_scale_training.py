@@ -168,6 +168,11 @@ def test_two_ddp_processes_share_cells_and_partners_like_one(synthetic_pair, tmp
     assert len(cells[0]) == len(cells[1]) == 45
     assert not set(cells[0]) & set(cells[1])
     assert set(cells[0]) | set(cells[1]) == set(range(90))
+    # each process refreshed its own share of the aligned cells (4 per minibatch here)
+    loaders = two._partner_loader()
+    shares = [set(loaders(rank, 2).indices) for rank in (0, 1)]
+    assert shares[1] and not shares[0] & shares[1]
+    assert shares[0] | shares[1] == set(loaders(0, 1).indices) == set(np.flatnonzero(single >= 0))
     assert two.is_trained
     np.testing.assert_allclose(two.history["eta"].to_numpy(float), one.history["eta"].to_numpy(float))
     assert np.isfinite(two.history["elbo_train"].to_numpy(float)).all()
