@@ -8,11 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import scvi
 import torch
 from anndata import AnnData
+from scipy import sparse
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.dataloaders import DataSplitter
 from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 
 from xspecies._io import atomic_dir
@@ -25,6 +28,43 @@ from ._training import SpeciesTrainingPlan
 SAVED_FILES = ("model.pt", "adata.h5ad", "mdata.h5mu")
 
 _HIDDEN_KEYS = ("outer_hidden", "inner_hidden", "decoder_hidden", "library_hidden")
+
+
+#: Values (cells x genes) read at once from an on-disk matrix.
+_READ_VALUES = 1 << 22
+
+
+def row_totals(counts) -> np.ndarray:
+    """Total counts of every cell (row), without densifying or loading an on-disk matrix as a whole.
+
+    In-memory matrices (dense or sparse) are summed directly; a backed matrix (h5py dataset or
+    anndata's on-disk sparse dataset) is read in blocks of rows of about four million values.
+
+    Parameters
+    ----------
+    counts
+        Cells x genes matrix.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_cells,)`` row sums.
+
+    Examples
+    --------
+    >>> from scipy import sparse
+    >>> row_totals(sparse.csr_matrix(np.array([[1.0, 2.0], [0.0, 3.0]])))
+    array([3., 3.])
+    """
+    if isinstance(counts, np.ndarray) or sparse.issparse(counts):
+        return np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
+    n_obs, n_vars = counts.shape
+    step = max(1, _READ_VALUES // max(1, n_vars))
+    blocks = [
+        np.asarray(counts[start : start + step].sum(axis=1), dtype=np.float64).ravel()
+        for start in range(0, n_obs, step)
+    ]
+    return np.concatenate(blocks) if blocks else np.zeros(0)
 
 
 def library_log_prior(adata: AnnData, layer: str | None, batch_codes: np.ndarray, n_batch: int):
@@ -47,8 +87,7 @@ def library_log_prior(adata: AnnData, layer: str | None, batch_codes: np.ndarray
         Means and variances, each of length ``n_batch``.
     """
     counts = adata.X if layer is None else adata.layers[layer]
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    log_lib = np.log(np.clip(totals, 1.0, None))
+    log_lib = np.log(np.clip(row_totals(counts), 1.0, None))
     means, variances = np.zeros(n_batch), np.ones(n_batch)
     for b in range(n_batch):
         sel = log_lib[batch_codes == b]
@@ -56,6 +95,76 @@ def library_log_prior(adata: AnnData, layer: str | None, batch_codes: np.ndarray
             means[b] = sel.mean()
             variances[b] = max(sel.var(), 1e-2)
     return means.astype(np.float32), variances.astype(np.float32)
+
+
+#: Epochs of the scSpecies recipe: ``max_epochs=None`` trains this many up to ``DECAY_AT_N_OBS`` cells.
+EPOCHS_CAP = 40
+#: Above this many cells, ``max_epochs=None`` trains ``EPOCHS_CAP * DECAY_AT_N_OBS / n_cells`` epochs.
+DECAY_AT_N_OBS = 20_000
+#: Epochs of the KL ramp (and of the target's eta ramp) when ``max_epochs`` is given.
+RAMP_EPOCHS = 10
+
+
+def default_max_epochs(n_obs: int) -> int:
+    """Epochs of ``train(max_epochs=None)``: scvi-tools' heuristic capped at the scSpecies recipe's 40.
+
+    The rule of scvi-tools' ``get_max_epochs_heuristic`` with ``epochs_cap=40`` and
+    ``decay_at_n_obs=20_000``:
+    40 epochs up to 20,000 cells, then ``round(40 * 20_000 / n_obs)`` (at least 1), so that training
+    takes at most about 800,000 cell passes (6,250 minibatches of 128) at any data size.
+
+    Parameters
+    ----------
+    n_obs
+        Number of cells of the model's AnnData.
+
+    Returns
+    -------
+    int
+        The number of epochs.
+
+    Examples
+    --------
+    >>> [default_max_epochs(n) for n in (2_000, 20_000, 100_000, 1_000_000)]
+    [40, 40, 8, 1]
+    """
+    return max(1, min(round(DECAY_AT_N_OBS / n_obs * EPOCHS_CAP), EPOCHS_CAP))
+
+
+def ramp_epochs(value: int | None, max_epochs: int | None, n_epochs: int, share: int, fixed: int) -> int:
+    """Length in epochs of a ramp (or a refresh period) left at its default ``None``.
+
+    With ``max_epochs`` given, the default is ``fixed`` epochs (the scSpecies recipe); with
+    ``max_epochs=None`` (the epochs follow the data size, :func:`default_max_epochs`), it is
+    ``ceil(n_epochs / share)``: the same share of the training at every data size, ``fixed`` at the
+    recipe's 40 epochs. A value given is returned unchanged.
+
+    Parameters
+    ----------
+    value
+        The argument as passed (``None``: default).
+    max_epochs
+        ``max_epochs`` as passed to ``train``.
+    n_epochs
+        Epochs that will be trained.
+    share
+        The default covers ``1 / share`` of the epochs when they follow the data size.
+    fixed
+        The default when ``max_epochs`` is given.
+
+    Returns
+    -------
+    int
+        The number of epochs.
+
+    Examples
+    --------
+    >>> ramp_epochs(None, None, 8, share=4, fixed=10), ramp_epochs(None, 8, 8, share=4, fixed=10)
+    (2, 10)
+    """
+    if value is not None:
+        return value
+    return fixed if max_epochs is not None else max(1, math.ceil(n_epochs / share))
 
 
 class NotTrainedError(RuntimeError, ValueError):
@@ -177,10 +286,66 @@ def _trained_only(method):
     return checked
 
 
+class SpeciesDataSplitter(DataSplitter):
+    """scvi-tools' :class:`~scvi.dataloaders.DataSplitter`, with the cells shuffled when it is built.
+
+    scvi-tools draws the training/validation split in ``setup``, which Lightning runs in every process
+    of a distributed training: processes started by ``strategy="ddp_spawn"`` (or ``"ddp_fork"``) do
+    not share ``scvi.settings.seed``, so each drew another split and the processes trained on
+    overlapping cells (missing others). Drawn once in the launching process, with the same random
+    state as scvi-tools (``numpy.random.RandomState(scvi.settings.seed)``), the split is identical in
+    every process, and in one process identical to scvi-tools'.
+
+    Parameters
+    ----------
+    adata_manager
+        The model's :class:`~scvi.data.AnnDataManager`.
+    *args, **kwargs
+        Passed to :class:`~scvi.dataloaders.DataSplitter`.
+
+    Examples
+    --------
+    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+    (minutes of training).
+
+    >>> splitter = SpeciesDataSplitter(context.adata_manager, train_size=0.9)  # doctest: +SKIP
+    >>> splitter.setup()  # doctest: +SKIP
+    >>> len(splitter.train_idx) + len(splitter.val_idx) == context.adata.n_obs  # doctest: +SKIP
+    True
+    """
+
+    def __init__(self, adata_manager, *args, **kwargs):
+        super().__init__(adata_manager, *args, **kwargs)
+        n_obs = adata_manager.adata.n_obs
+        shuffle = self.shuffle_set_split and self.external_indexing is None
+        self._order = np.random.RandomState(seed=scvi.settings.seed).permutation(n_obs) if shuffle else None
+
+    def setup(self, stage: str | None = None):
+        """Split the cells into training, validation and test sets (the order drawn at construction).
+
+        Parameters
+        ----------
+        stage
+            Lightning stage (unused, as in scvi-tools).
+
+        Returns
+        -------
+        None
+            Sets ``train_idx``, ``val_idx`` and ``test_idx``.
+        """
+        super().setup(stage)
+        if self._order is not None:
+            n_val, n_train = len(self.val_idx), len(self.train_idx)
+            self.val_idx = self._order[:n_val]
+            self.train_idx = self._order[n_val : n_val + n_train]
+            self.test_idx = self._order[n_val + n_train :]
+
+
 class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseModelClass):
     """Training defaults, decoding and checked loading shared by the xspecies models."""
 
     _training_plan_cls = SpeciesTrainingPlan
+    _data_splitter_cls = SpeciesDataSplitter
 
     @classmethod
     def _register_counts(
@@ -259,9 +424,9 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
     def train(
         self,
-        max_epochs: int = 40,
+        max_epochs: int | None = None,
         batch_size: int = 128,
-        n_epochs_kl_warmup: int = 10,
+        n_epochs_kl_warmup: int | None = None,
         min_kl_weight: float = 0.1,
         max_kl_weight: float = 1.0,
         lr: float = 1e-3,
@@ -273,21 +438,30 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         The KL weight ramps linearly from ``min_kl_weight`` to ``max_kl_weight`` over
         ``n_epochs_kl_warmup`` epochs (scSpecies: 0.1 -> 1 over 10 epochs).
 
+        The number of epochs follows the data size as in scvi-tools (a bounded number of gradient
+        steps): ``max_epochs=None`` trains 40 epochs up to 20,000 cells (the scSpecies recipe, and what
+        the benchmarks use) and ``round(40 * 20,000 / n_cells)`` above (8 at 100,000 cells, 1 from
+        800,000), see :func:`~xspecies.model._base.default_max_epochs`; the KL ramp then lasts a quarter
+        of those epochs (10 at 40 epochs), so it ends at the same share of the training at every size.
+
         Parameters
         ----------
         max_epochs
-            Number of epochs.
+            Number of epochs; ``None``: from the number of cells (above).
         batch_size
             Minibatch size.
-        n_epochs_kl_warmup, min_kl_weight, max_kl_weight
-            KL weight ramp.
+        n_epochs_kl_warmup
+            Epochs of the KL ramp; ``None``: 10 when ``max_epochs`` is given, a quarter of the epochs
+            (rounded up) when they follow the data size; ``0``: no ramp (``max_kl_weight`` throughout).
+        min_kl_weight, max_kl_weight
+            Start and end of the KL weight ramp.
         lr
             Learning rate of Adam.
         plan_kwargs
             More arguments of the training plan (they override the ones above).
         **kwargs
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train`, e.g. ``accelerator``,
-            ``train_size``, ``early_stopping``, ``enable_progress_bar``.
+            ``devices``, ``strategy``, ``train_size``, ``early_stopping``, ``enable_progress_bar``.
 
         Returns
         -------
@@ -301,8 +475,14 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         >>> context.train(max_epochs=40, batch_size=128, lr=1e-3)  # doctest: +SKIP
         >>> context.history["elbo_train"].tail()  # doctest: +SKIP
+
+        Epochs from the data size (40 for the demo's 1,886 cells):
+
+        >>> context.train()  # doctest: +SKIP
         """
-        max_epochs, batch_size = self._check_training_args(max_epochs, batch_size, kwargs.get("train_size"))
+        n_epochs = self._epochs(max_epochs)
+        batch_size = check_int("batch_size", batch_size)
+        self._check_train_size(kwargs.get("train_size"))
         for name, value in (("min_kl_weight", min_kl_weight), ("max_kl_weight", max_kl_weight)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
@@ -311,25 +491,28 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         if n_epochs_kl_warmup is not None:
             check_int("n_epochs_kl_warmup", n_epochs_kl_warmup, minimum=0)
         plan = {
-            "n_epochs_kl_warmup": n_epochs_kl_warmup,
+            "n_epochs_kl_warmup": ramp_epochs(n_epochs_kl_warmup, max_epochs, n_epochs, 4, RAMP_EPOCHS),
             "min_kl_weight": min_kl_weight,
             "max_kl_weight": max_kl_weight,
             "lr": lr,
             **(plan_kwargs or {}),
         }
         was_trained = self.is_trained_
-        result = super().train(max_epochs=max_epochs, batch_size=batch_size, plan_kwargs=plan, **kwargs)
-        # scvi-tools marks the model trained even when no epoch ran (max_steps=0, an interrupted fit)
-        self.is_trained_ = was_trained or self.trainer.current_epoch >= 1
+        result = super().train(max_epochs=n_epochs, batch_size=batch_size, plan_kwargs=plan, **kwargs)
+        # scvi-tools marks the model trained even when no epoch ran (max_steps=0, an interrupted fit);
+        # the history counts the finished epochs also where they ran in other processes (ddp_spawn)
+        finished = len((self.history_ or {}).get("train_loss", ()))
+        self.is_trained_ = was_trained or self.trainer.current_epoch >= 1 or finished >= 1
         return result
 
-    def _check_training_args(self, max_epochs, batch_size, train_size) -> tuple[int, int]:
-        """Raise before training on a number of epochs, a batch size or a training set that cannot work.
+    def _epochs(self, max_epochs: int | None) -> int:
+        """``max_epochs`` checked, or :func:`default_max_epochs` of the model's cells for ``None``."""
+        if max_epochs is None:
+            return default_max_epochs(self.adata.n_obs)
+        return check_int("max_epochs", max_epochs)
 
-        Returns ``max_epochs`` and ``batch_size`` as ``int``.
-        """
-        max_epochs = check_int("max_epochs", max_epochs)
-        batch_size = check_int("batch_size", batch_size)
+    def _check_train_size(self, train_size) -> None:
+        """Raise before training on a training set that cannot work (fewer than 3 cells)."""
         share = 0.9 if train_size is None else train_size
         if not (isinstance(share, int | float) and 0 < share <= 1):
             raise ValueError(f"train_size must lie in (0, 1], got {train_size!r}.")
@@ -339,7 +522,6 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
                 f"Training needs at least 3 training cells; the AnnData has {self.adata.n_obs} cells and "
                 f"train_size={share} keeps {n_train}."
             )
-        return max_epochs, batch_size
 
     # --- representations -------------------------------------------------------------------------
     def _encoded(self, key: str, adata: AnnData | None, indices, batch_size: int | None) -> np.ndarray:

@@ -16,16 +16,27 @@ from tqdm.auto import tqdm
 
 from xspecies._validation import check_int, context_fingerprint
 
-from ._base import SpeciesModelBase, check_architecture, check_setup_inputs, require_trained
+from ._base import (
+    RAMP_EPOCHS,
+    SpeciesModelBase,
+    check_architecture,
+    check_setup_inputs,
+    ramp_epochs,
+    require_trained,
+)
 from ._context import ContextModel
 from ._likelihoods import DecodedTable
 from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, TargetVAE
-from ._training import AlignmentTrainingPlan
+from ._training import AlignmentTrainingPlan, PartnerLoaders
 
 #: Largest table (cells x genes) of decoded candidates kept in memory by the fast similarity path.
 _TABLE_LIMIT = 60_000_000
 #: Elements (cells x candidates x genes) evaluated at once when comparing likelihoods.
 _CHUNK_ELEMENTS = 1 << 21
+#: Epochs between two choices of the alignment partners when ``max_epochs`` is given.
+PARTNER_REFRESH = 5
+#: Cells per minibatch of the partner refresh.
+PARTNER_BATCH_SIZE = 256
 #: Former name of ``n_candidates`` (xspecies < 0.2), still found in the saves of that time.
 _FORMER_NAME = "k_neigh"
 #: Architecture arguments a target may set differently from its context (the others feed or are the
@@ -435,11 +446,11 @@ class TargetModel(SpeciesModelBase):
 
     def train(
         self,
-        max_epochs: int = 40,
+        max_epochs: int | None = None,
         eta_start: float = 10.0,
         eta_max: float = 25.0,
-        n_epochs_eta_warmup: int = 10,
-        partner_refresh: int = 5,
+        n_epochs_eta_warmup: int | None = None,
+        partner_refresh: int | None = None,
         train_size: float = 1.0,
         plan_kwargs: dict | None = None,
         **kwargs,
@@ -452,15 +463,23 @@ class TargetModel(SpeciesModelBase):
         ``partner_refresh`` epochs as the decoder improves (scSpecies chooses at every step, which costs
         more than the rest of the training step; the choice changes little from one epoch to the next).
 
+        As :meth:`ContextModel.train`, ``max_epochs=None`` follows the number of target cells (40
+        epochs up to 20,000 cells, ``round(40 * 20,000 / n_cells)`` above); the eta ramp then lasts a
+        quarter of the epochs and partners are chosen every eighth of them (10 and 5 at 40 epochs).
+
         Parameters
         ----------
         max_epochs
-            Number of epochs.
-        eta_start, eta_max, n_epochs_eta_warmup
-            Linear ramp of the alignment weight (scSpecies: 10 -> 25 over 10 epochs); ``eta_max=0``
-            trains without alignment.
+            Number of epochs; ``None``: from the number of target cells.
+        eta_start, eta_max
+            Start and end of the linear ramp of the alignment weight (scSpecies: 10 -> 25 over 10
+            epochs); ``eta_max=0`` trains without alignment.
+        n_epochs_eta_warmup
+            Epochs of the eta ramp; ``None``: 10 when ``max_epochs`` is given, a quarter of the epochs
+            (rounded up) when they follow the data size; ``0``: ``eta_max`` throughout.
         partner_refresh
-            Epochs between two choices of the alignment partners.
+            Epochs between two choices of the alignment partners; ``None``: 5 when ``max_epochs`` is
+            given, an eighth of the epochs (rounded up) when they follow the data size.
         train_size
             Share of the cells trained on; all by default, so that every trusted cell is aligned
             (scvi-tools' usual 0.9 would hold out a tenth of the anchors, e.g. the only anchor of a rare
@@ -491,8 +510,11 @@ class TargetModel(SpeciesModelBase):
         for name, value in (("eta_start", eta_start), ("eta_max", eta_max)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-        check_int("n_epochs_eta_warmup", n_epochs_eta_warmup, minimum=0)
-        check_int("partner_refresh", partner_refresh)
+        n_epochs = self._epochs(max_epochs)
+        if n_epochs_eta_warmup is not None:
+            check_int("n_epochs_eta_warmup", n_epochs_eta_warmup, minimum=0)
+        if partner_refresh is not None:
+            check_int("partner_refresh", partner_refresh)
         if eta_max > 0 and self.homologous_genes_ is None:
             raise ValueError(
                 "The target model holds no context data: create it with TargetModel.from_context."
@@ -504,15 +526,18 @@ class TargetModel(SpeciesModelBase):
         plan = {
             "eta_start": eta_start,
             "eta_max": eta_max,
-            "n_epochs_eta_warmup": n_epochs_eta_warmup,
-            "partner_refresh": partner_refresh,
+            "n_epochs_eta_warmup": ramp_epochs(n_epochs_eta_warmup, max_epochs, n_epochs, 4, RAMP_EPOCHS),
+            "partner_refresh": ramp_epochs(partner_refresh, max_epochs, n_epochs, 8, PARTNER_REFRESH),
             "partner_loader": self._partner_loader() if eta_max > 0 else None,
             **(plan_kwargs or {}),
         }
         return super().train(max_epochs=max_epochs, plan_kwargs=plan, train_size=train_size, **kwargs)
 
-    def _partner_loader(self):
-        """Data loader over the target cells that are aligned (``top_percent`` below the threshold)."""
+    def _partner_loader(self) -> PartnerLoaders:
+        """Data loaders over the target cells that are aligned (``top_percent`` below the threshold).
+
+        Each training process reads its share of them (:class:`~xspecies.model._training.PartnerLoaders`).
+        """
         top = np.asarray(self.get_from_registry(self.adata, TOP_PERCENT_KEY)).ravel()
         aligned = np.flatnonzero(top <= self.module.top_percent)
         if len(aligned) == 0:
@@ -525,7 +550,7 @@ class TargetModel(SpeciesModelBase):
         batch = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel()[aligned]
         first = np.asarray(self.get_from_registry(self.adata, NEIGHBORS_KEY))[aligned, 0]
         aligned = aligned[np.lexsort((first, batch))]
-        return self._make_data_loader(adata=self.adata, indices=aligned, batch_size=256)
+        return PartnerLoaders(self.adata_manager, aligned, batch_size=PARTNER_BATCH_SIZE)
 
     # --- likelihood-based similarity ---------------------------------------------------------------
     @torch.inference_mode()

@@ -6,7 +6,9 @@ import inspect
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
+from scvi.dataloaders import AnnDataLoader
 from scvi.train import TrainingPlan
 
 #: Defaults of scvi-tools' training plan (learning rate, eps, weight decay) for the optimiser.
@@ -101,6 +103,64 @@ class OptimizerCreator:
             except (RuntimeError, ValueError, AssertionError, TypeError):
                 pass  # torch says at construction where fused is unavailable
         return optimizer_cls(params, **kwargs)
+
+
+@dataclass(frozen=True)
+class PartnerLoaders:
+    """Data loaders over the target cells to align, one share per training process.
+
+    Called with the process's rank and the number of processes, it returns an scvi-tools
+    :class:`~scvi.dataloaders.AnnDataLoader` over every ``world_size``-th minibatch of ``indices``
+    (starting at ``rank``), so that processes share the partner refresh and read disjoint cells. A
+    dataclass, so that it pickles with the training plan (``strategy="ddp_spawn"``).
+
+    Parameters
+    ----------
+    adata_manager
+        The target model's :class:`~scvi.data.AnnDataManager`.
+    indices
+        Cells to align, in the order they are read.
+    batch_size
+        Cells per minibatch.
+
+    Examples
+    --------
+    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
+    (minutes of training).
+
+    >>> loaders = PartnerLoaders(target.adata_manager, np.arange(512), batch_size=256)  # doctest: +SKIP
+    >>> len(loaders(0, 1)), len(loaders(1, 2))  # doctest: +SKIP
+    (2, 1)
+    """
+
+    adata_manager: object
+    indices: np.ndarray
+    batch_size: int = 256
+
+    def __call__(self, rank: int, world_size: int) -> AnnDataLoader:
+        """The loader of process ``rank`` of ``world_size``.
+
+        Parameters
+        ----------
+        rank, world_size
+            Rank of the process and number of processes.
+
+        Returns
+        -------
+        scvi.dataloaders.AnnDataLoader
+            Minibatches ``rank``, ``rank + world_size``, ... of ``indices``, in order.
+
+        Examples
+        --------
+        >>> PartnerLoaders(target.adata_manager, np.arange(10), batch_size=4)(1, 2).indices  # doctest: +SKIP
+        array([4, 5, 6, 7])
+        """
+        blocks = [
+            self.indices[start : start + self.batch_size]
+            for start in range(rank * self.batch_size, len(self.indices), world_size * self.batch_size)
+        ]
+        mine = np.concatenate(blocks) if blocks else self.indices[:0]
+        return AnnDataLoader(self.adata_manager, indices=mine, batch_size=self.batch_size, shuffle=False)
 
 
 class SpeciesTrainingPlan(TrainingPlan):
@@ -235,9 +295,14 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
     n_epochs_eta_warmup
         Number of epochs of the linear ramp.
     partner_loader
-        Data loader over the target cells to align; at the start of every ``partner_refresh``-th epoch
-        their alignment partners are chosen anew with the current decoder
-        (:meth:`~xspecies.model.TargetVAE.update_partners`). ``None``: no alignment.
+        Data loader over the target cells to align, or a callable ``(rank, world_size) -> loader``
+        giving each process its share of them
+        (:class:`~xspecies.model._training.PartnerLoaders`); at the start of every
+        ``partner_refresh``-th epoch their alignment partners are chosen anew with the current decoder
+        (:meth:`~xspecies.model.TargetVAE.update_partners`). Under distributed training each process
+        chooses the partners of its share and the choices are gathered (an all-reduce of the
+        ``partner`` buffer), so every process holds the partners of every cell, as one process does.
+        ``None``: no alignment.
     partner_refresh
         Epochs between two choices of the partners (1: every epoch).
     **kwargs
@@ -293,10 +358,18 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
         """
         if self.partner_loader is None or self.current_epoch % self.partner_refresh:
             return
+        world_size, rank = self.trainer.world_size, self.trainer.global_rank
+        loader = self.partner_loader
+        if callable(loader):  # PartnerLoaders: this process's share
+            loader = loader(rank, world_size)
         was_training = self.module.training
         self.module.eval()
-        for tensors in self.partner_loader:
+        self.module.partner.fill_(-1)  # cells without an allowed candidate stay unaligned
+        for tensors in loader:
             self.module.update_partners({k: v.to(self.device) for k, v in tensors.items()})
+        if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # each process chose the partners of its share of the cells (-1 elsewhere)
+            torch.distributed.all_reduce(self.module.partner, op=torch.distributed.ReduceOp.MAX)
         self.module.train(was_training)
 
     def training_step(self, batch, batch_idx):
