@@ -83,9 +83,9 @@ def lfc_agreement(lfc: pd.DataFrame, observed: pd.DataFrame) -> dict:
     )
     merged = merged.dropna(subset=["lfc_data"])  # genes detected in neither species for the type
     for column in ("lfc_model", "lfc_rand", "lfc_data"):
-        merged[f"{column}_specific"] = merged[column] - merged.groupby("gene_target")[column].transform(
-            "mean"
-        )
+        merged[f"{column}_specific"] = merged[column] - merged.groupby(["gene_target", "gene_context"])[
+            column
+        ].transform("mean")
     figures = {
         "total": _spearman_per_type(merged, "lfc_model", "lfc_data"),
         "total_null": _spearman_per_type(merged, "lfc_rand", "lfc_data"),
