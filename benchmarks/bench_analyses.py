@@ -4,17 +4,21 @@ Setup: cell types with fewer than 20 cells dropped in each species (as scSpecies
 4000 HVGs per species (seurat_v3 on counts), embedded human -> mouse orthologs, data-level neighbour
 search, ContextModel and TargetModel trained 40 + 40 epochs on CPU.
 
-Figures:
+Figures, per seed (models and sampling):
 - per shared cell type, the Spearman correlation between the model LFC (tl.homologous_lfc, defaults)
-  and the data-level LFC (tl.data_lfc) over the homologous genes; done when the median is >= 0.7;
+  and the data-level LFC (tl.data_lfc) over the homologous genes, in total and for the type-specific
+  parts (each gene's LFC minus its mean over the types), and the same for the permutation null
+  (lfc_rand); done when, on every seed, the median total is >= 0.75 and the median type-specific
+  correlation is at least 0.15 above that of the null;
 - the share of target types whose best context match in tl.celltype_similarity (defaults) is the
   same type; done when >= 6 of the 7 shared types;
 - wall time of each analysis function.
 
 Writes benchmarks/results/analyses.json; with --figures DIR, also the figures of xspecies.pl as PNGs.
 
-Usage: python benchmarks/bench_analyses.py [--data /work/shared/data] [--epochs 40] [--figures /tmp/figs]
-       [--models DIR]  (trained models saved to DIR, and loaded from it on the next run)
+Usage: python benchmarks/bench_analyses.py [--data /work/shared/data] [--seeds 0 1 2] [--figures /tmp/figs]
+       [--models DIR]  (trained models saved to DIR/seed<N>, and loaded from there on the next run)
+       python benchmarks/bench_analyses.py --merge a.json b.json  (one file from the runs of several)
 """
 
 from __future__ import annotations
@@ -206,7 +210,21 @@ def main() -> None:
         default=None,
         help="folder to save the trained models to (one subfolder per seed), or load them from",
     )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="combine the runs of these result files (no training)",
+    )
     args = parser.parse_args()
+    if args.merge:
+        parts = [json.loads(path.read_text()) for path in args.merge]
+        results = {**parts[0], "runs": [run for part in parts for run in part["runs"]]}
+        results["setup"]["seeds"] = [run["seed"] for run in results["runs"]]
+        results["summary"] = summary(results["runs"])
+        write(results, args.output)
+        return
 
     times: dict[str, float] = {}
     mouse = prepare(args.data / "baron_mouse_counts.h5ad", args.n_hvg, 20)
