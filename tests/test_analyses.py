@@ -177,6 +177,7 @@ def test_homologous_lfc_table(models):
         "gene_target",
         "gene_context",
         "lfc",
+        "lfc_specific",
         "p",
         "rho_target",
         "rho_context",
@@ -209,6 +210,10 @@ def test_homologous_lfc_table(models):
     pd.testing.assert_frame_equal(
         again[["lfc", "p"]], df[df.cell_type == "beta"][["lfc", "p"]].reset_index(drop=True), atol=0.5, rtol=0
     )
+    # the type-specific part: each gene's LFC minus its mean over the evaluated types (none for one type)
+    gene_mean = df.groupby(["gene_target", "gene_context"])["lfc"].transform("mean")
+    np.testing.assert_allclose(df["lfc_specific"], df["lfc"] - gene_mean, atol=1e-5)
+    assert again["lfc_specific"].isna().all()
 
 
 def test_homologous_lfc_bad_input(models):

@@ -70,3 +70,19 @@ def test_lfc_comparison_reports_spearman(lfc_table):
     with pytest.raises(ValueError, match="share no"):
         xs.pl.lfc_comparison(lfc_table, data.assign(cell_type="x"), show=False)
     plt.close("all")
+
+
+def test_lfc_comparison_specific_part(lfc_table):
+    """specific=True correlates each gene's LFC minus its mean over the types, for model and data."""
+    offset = np.linspace(-3, 3, 40)  # the same per gene in both types: no type-specific information
+    model = lfc_table.assign(lfc=np.tile(offset, 2) + np.r_[np.zeros(40), np.linspace(0, 1, 40)])
+    data = lfc_table.assign(lfc=np.tile(offset, 2) + np.r_[np.zeros(40), -np.linspace(0, 1, 40)])
+    total = xs.pl.lfc_comparison(model, data, show=False)
+    assert float(total[1].get_title().split("= ")[1].split()[0]) > 0.9  # the offset agrees
+    axes = xs.pl.lfc_comparison(model, data, specific=True, show=False)
+    # beta - mean over the types is +x/2 in the model and -x/2 in the data: perfectly anti-correlated
+    assert axes[1].get_title() == "beta\nSpearman r = -1.00 (40 genes)"
+    assert axes[1].get_xlabel() == "data type-specific LFC"
+    with pytest.raises(ValueError, match="two cell types"):
+        xs.pl.lfc_comparison(model[model.cell_type == "beta"], data, specific=True, show=False)
+    plt.close("all")

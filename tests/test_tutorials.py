@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,7 @@ def test_tutorial_code_runs_on_the_demo_data(name, monkeypatch, tmp_path):
     source = "\n\n".join(_code(_load(name)))
     for pattern, quick in _QUICK:
         source = re.sub(pattern, quick, source)
+    shutil.copytree(TUTORIALS / "data", tmp_path / "data")  # files the notebooks read (gene sets)
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__tutorial__", "display": print}
     exec(compile(source, name, "exec"), namespace)  # our own notebooks

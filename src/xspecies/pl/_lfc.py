@@ -178,6 +178,7 @@ def lfc_comparison(
     cell_types: Sequence[str] | str | None = None,
     key: str = "homologous_lfc",
     data_key: str = "data_lfc",
+    specific: bool = False,
     ncols: int = 4,
     show: bool | None = None,
     save: str | Path | None = None,
@@ -187,6 +188,11 @@ def lfc_comparison(
 
     Rows of both tables are matched on ``cell_type``, ``gene_target`` and ``gene_context``; each
     panel shows the Spearman correlation in its title and the diagonal.
+
+    Much of the agreement of the total LFCs is each gene's offset between the species, shared by all
+    cell types. With ``specific=True`` the panels compare the type-specific parts instead: each gene's
+    LFC minus its mean over the cell types of the matched rows (model and data alike, over the types
+    where the data LFC is defined), the part that a comparison with a random cell type does not share.
 
     Parameters
     ----------
@@ -201,6 +207,9 @@ def lfc_comparison(
         With an AnnData: the ``key_added`` of :func:`xspecies.tl.homologous_lfc`.
     data_key
         With an AnnData: the ``key_added`` of :func:`xspecies.tl.data_lfc`.
+    specific
+        Compare the type-specific parts (LFC minus the gene's mean over the cell types) rather than
+        the total LFCs; needs at least two cell types in the matched rows.
     ncols
         Panels per row.
     show, save, return_fig
@@ -239,6 +248,16 @@ def lfc_comparison(
     if merged.empty:
         raise ValueError("lfc and data_lfc share no (cell_type, gene_target, gene_context) rows")
     types = _select_types(merged, cell_types)
+    kind = "LFC"
+    if specific:
+        merged = merged.dropna(subset=["lfc_data", "lfc_model"])
+        if merged["cell_type"].nunique() < 2:
+            raise ValueError(
+                "specific=True needs at least two cell types in the matched rows of lfc and data_lfc"
+            )
+        means = merged.groupby(["gene_target", "gene_context"])[["lfc_model", "lfc_data"]].transform("mean")
+        merged[["lfc_model", "lfc_data"]] -= means.to_numpy()
+        kind = "type-specific LFC"
     fig, axes = panel_grid(len(types), ncols, (3.6, 3.4))
     for ax, name in zip(axes, types, strict=True):
         df = merged[merged["cell_type"].astype(str) == name].dropna(subset=["lfc_data", "lfc_model"])
@@ -248,6 +267,6 @@ def lfc_comparison(
         low, high = np.nanmin([x.min(), y.min()]), np.nanmax([x.max(), y.max()])
         ax.plot([low, high], [low, high], ls="--", lw=0.8, c="black", alpha=0.6)
         ax.set_title(f"{name}\nSpearman r = {rho:.2f} ({len(df)} genes)", fontsize=9)
-        ax.set_xlabel("data LFC")
-        ax.set_ylabel("model LFC")
+        ax.set_xlabel(f"data {kind}")
+        ax.set_ylabel(f"model {kind}")
     return finalize(fig, axes, show, save, return_fig)

@@ -29,6 +29,7 @@ from ._results import store_result
 
 _STAT_COLUMNS = [
     "lfc",
+    "lfc_specific",
     "p",
     "rho_target",
     "rho_context",
@@ -120,6 +121,24 @@ def _library_sizes(model) -> np.ndarray:
     return np.asarray(count_matrix(model).sum(axis=1), dtype=np.float32).ravel()
 
 
+class _Sampler:
+    """Latent samples of a model's cells: posterior draws ``mean + sd * noise`` of randomly picked cells."""
+
+    def __init__(self, model, rng: np.random.Generator, generator: torch.Generator):
+        self.mean, self.var = model.get_latent_representation(return_dist=True)
+        self.rng, self.generator = rng, generator
+
+    def inliers(self, cells: np.ndarray, confidence_level: float) -> np.ndarray:
+        return cells[filter_outliers(self.mean[cells], confidence_level=confidence_level)]
+
+    def draw(self, cells: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        pick = self.rng.choice(cells, n)
+        noise = torch.randn(n, self.mean.shape[1], generator=self.generator).numpy()
+        return pick, (self.mean[pick] + np.sqrt(self.var[pick]) * noise).astype(np.float32)
+
+
 def homologous_lfc(
     target,
     context,
@@ -138,22 +157,32 @@ def homologous_lfc(
 ) -> pd.DataFrame:
     """Log2 fold changes of homologous genes between target and context, per shared cell type.
 
-    For each cell type present in both species:
+    For each cell type present in both species, each species is represented by its own cells of the
+    type, in the shared latent space:
 
-    1. the target cells of the type whose latent means are Mahalanobis outliers
-       (:func:`filter_outliers` at ``confidence_level``) are left out;
-    2. ``n_samples`` latent vectors are drawn from the posteriors of the remaining cells;
-    3. each vector is decoded by the target decoder, averaged over the target batches in which the type
-       occurs, and by the context decoder, averaged over the context batches in which it occurs;
+    1. the cells of the type whose latent means are Mahalanobis outliers (:func:`filter_outliers` at
+       ``confidence_level``) are left out, in each species;
+    2. ``n_samples`` latent vectors are drawn from the posteriors of the remaining target cells and
+       ``n_samples`` from those of the remaining context cells;
+    3. the target vectors are decoded by the target decoder, averaged over the target batches in which
+       the type occurs, and the context vectors by the context decoder, averaged over the context
+       batches in which it occurs;
     4. the normalised expression ``rho`` of the homologous genes is renormalised to sum to 1 in each
-       species, and per sample ``LFC = log2(rho_target + eps) - log2(rho_context + eps)``.
+       species, and the i-th target sample is compared with the i-th context sample (a random pairing):
+       ``LFC = log2(rho_target + eps) - log2(rho_context + eps)``, as the ``"change"`` mode of
+       scvi-tools' differential expression compares two groups of cells.
 
-    Per gene the table reports the median LFC, ``p = P(|LFC| > lfc_delta)``, the median renormalised
-    ``rho`` and the median expected count ``mu = rho x library size`` (``rho`` as decoded, library
-    sizes of random cells of the type) of each species, and a permutation null: ``lfc_rand`` and
-    ``p_rand``, the same statistics when the context side is decoded from cells whose cell-type labels
-    were permuted (random cells of the evaluated types), i.e. a comparison with a random cell type.
-    Everything is vectorised over genes and samples (torch), decoding in minibatches.
+    Per gene the table reports the median LFC (``lfc``), its type-specific part ``lfc_specific`` (``lfc``
+    minus the gene's mean ``lfc`` over the evaluated cell types: the part of the difference that belongs
+    to the cell type rather than to the species; NaN when only one type is evaluated),
+    ``p = P(|LFC| > lfc_delta)``, the median renormalised ``rho`` and the median expected count
+    ``mu = rho x library size`` (``rho`` as decoded, library sizes of the sampled cells) of each species,
+    and a permutation null: ``lfc_rand`` and ``p_rand``, the same statistics when the context side is
+    drawn from context cells whose cell-type labels were permuted (random cells of the evaluated types),
+    i.e. a comparison with a random cell type. Everything is vectorised over genes and samples (torch),
+    decoding in minibatches.
+
+    :doc:`/benchmarks` compares both parts with :func:`data_lfc` and with the permutation null.
 
     Target cells without annotation can use transferred labels (``obs["xspecies_<key>"]``, see
     :func:`celltype_similarity`).
@@ -192,7 +221,7 @@ def homologous_lfc(
     -------
     pandas.DataFrame
         One row per (cell type, homologous gene): ``cell_type``, ``gene_target``, ``gene_context``,
-        ``lfc``, ``p``, ``rho_target``, ``rho_context``, ``mu_target``, ``mu_context``,
+        ``lfc``, ``lfc_specific``, ``p``, ``rho_target``, ``rho_context``, ``mu_target``, ``mu_context``,
         ``lfc_rand``, ``p_rand``. Also stored in ``target.adata.uns[key_added]`` as
         ``{"params": {...}, "table": df}`` (read by :func:`xspecies.pl.homologous_lfc`).
 
@@ -223,43 +252,38 @@ def homologous_lfc(
 
     rng = np.random.default_rng(random_state)
     generator = torch.Generator().manual_seed(random_state)
-    qz_mean, qz_var = target.get_latent_representation(return_dist=True)
+    t_sampler, c_sampler = _Sampler(target, rng, generator), _Sampler(context, rng, generator)
     t_batches, c_batches = batch_codes(target), batch_codes(context)
     t_library, c_library = _library_sizes(target), _library_sizes(context)
 
-    inliers = {}
+    t_inliers, c_inliers = {}, {}
     for cell_type in types:
-        cells = np.flatnonzero(t_labels == cell_type)
-        inliers[cell_type] = cells[filter_outliers(qz_mean[cells], confidence_level=confidence_level)]
-    pooled = np.concatenate(list(inliers.values()))
-    c_pooled_batches = np.unique(c_batches[pd.Series(c_labels).isin(types).to_numpy()])
-
-    def draw(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pick = rng.choice(cells, n_samples)
-        noise = torch.randn(n_samples, qz_mean.shape[1], generator=generator).numpy()
-        return pick, (qz_mean[pick] + np.sqrt(qz_var[pick]) * noise).astype(np.float32)
+        t_inliers[cell_type] = t_sampler.inliers(np.flatnonzero(t_labels == cell_type), confidence_level)
+        c_inliers[cell_type] = c_sampler.inliers(np.flatnonzero(c_labels == cell_type), confidence_level)
+    c_pooled = np.concatenate(list(c_inliers.values()))
+    c_pooled_batches = np.unique(c_batches[c_pooled])
 
     frames = []
     for cell_type in tqdm(types, desc="homologous LFC", disable=not progress_bar):
-        pick, z = draw(inliers[cell_type])
-        c_cells = np.flatnonzero(c_labels == cell_type)
+        t_pick, z_t = t_sampler.draw(t_inliers[cell_type], n_samples)
+        c_pick, z_c = c_sampler.draw(c_inliers[cell_type], n_samples)
         rho_t = _mean_over_batches(
-            target, z, np.unique(t_batches[t_labels == cell_type]), t_genes, batch_size
+            target, z_t, np.unique(t_batches[t_labels == cell_type]), t_genes, batch_size
         )
-        rho_c = _mean_over_batches(context, z, np.unique(c_batches[c_cells]), c_genes, batch_size)
+        rho_c = _mean_over_batches(
+            context, z_c, np.unique(c_batches[c_labels == cell_type]), c_genes, batch_size
+        )
         lfc, p, norm_t, norm_c = _log2_ratio_stats(rho_t, rho_c, eps, lfc_delta)
-        lib_t = torch.from_numpy(t_library[pick])[:, None]
-        lib_c = torch.from_numpy(c_library[rng.choice(c_cells, n_samples)])[:, None]
         stats = {
             "lfc": lfc,
             "p": p,
             "rho_target": norm_t.median(dim=0).values,
             "rho_context": norm_c.median(dim=0).values,
-            "mu_target": (rho_t * lib_t).median(dim=0).values,
-            "mu_context": (rho_c * lib_c).median(dim=0).values,
+            "mu_target": (rho_t * torch.from_numpy(t_library[t_pick])[:, None]).median(dim=0).values,
+            "mu_context": (rho_c * torch.from_numpy(c_library[c_pick])[:, None]).median(dim=0).values,
         }
-        del norm_t, norm_c
-        _, z_rand = draw(pooled)  # context side from cells with permuted cell-type labels
+        del norm_t, norm_c, rho_c
+        _, z_rand = c_sampler.draw(c_pooled, n_samples)  # context cells with permuted cell-type labels
         rho_rand = _mean_over_batches(context, z_rand, c_pooled_batches, c_genes, batch_size)
         stats["lfc_rand"], stats["p_rand"], _, _ = _log2_ratio_stats(rho_t, rho_rand, eps, lfc_delta)
         frame = pd.DataFrame({k: v.numpy() for k, v in stats.items()})
@@ -267,7 +291,13 @@ def homologous_lfc(
         frame.insert(0, "gene_target", target.adata.var_names[t_genes].astype(str))
         frame.insert(0, "cell_type", cell_type)
         frames.append(frame)
-    df = pd.concat(frames, ignore_index=True)[["cell_type", "gene_target", "gene_context", *_STAT_COLUMNS]]
+    df = pd.concat(frames, ignore_index=True)
+    df["lfc_specific"] = (
+        df["lfc"] - df.groupby(["gene_target", "gene_context"])["lfc"].transform("mean")
+        if len(types) > 1
+        else np.nan
+    )
+    df = df[["cell_type", "gene_target", "gene_context", *_STAT_COLUMNS]]
     params = {
         "target_labels_key": t_column,
         "context_labels_key": context_labels_key,

@@ -1,0 +1,134 @@
+"""``xspecies align`` on the full Baron pancreas files as a user brings them, against the tuned run.
+
+The CLI is run as a user would (a subprocess of ``xspecies align``) on the raw count files of the
+shared data folder: all 14,877 mouse and 20,125 human genes, all cells, the default gene selection
+(4000 highly variable genes per species, seurat_v3 on the counts), 40 + 40 epochs. Its balanced
+accuracy over the shared cell types (from ``report.json``) is compared, seed by seed, with the tuned
+run of ``benchmarks/bench_model.py`` (``benchmarks/results/model.json``: 4000 HVGs per species chosen
+by the benchmark, same epochs and seeds). Done when every seed is within 0.02 of the tuned run (or
+above it).
+
+Usage: ``python benchmarks/bench_align.py [--seeds 0 1 2] [--data DIR] [--keep DIR]``; writes
+``benchmarks/results/align.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
+TOLERANCE = 0.02
+
+
+def run_align(data: Path, output: Path, seed: int, epochs: int) -> dict:
+    """Run ``xspecies align`` on the Baron files; its report and wall time."""
+    command = [
+        sys.executable,
+        "-m",
+        "xspecies.cli.main",
+        "align",
+        "--context",
+        str(data / "baron_mouse_counts.h5ad"),
+        "--target",
+        str(data / "baron_human_counts.h5ad"),
+        "--context-species",
+        "mouse",
+        "--target-species",
+        "human",
+        "--labels-key",
+        "cell_ontology_class",
+        "--context-batch-key",
+        "donor",
+        "--target-batch-key",
+        "donor",
+        "--target-labels-key",
+        "cell_ontology_class",
+        "--epochs",
+        str(epochs),
+        "--seed",
+        str(seed),
+        "--output",
+        str(output),
+        "--quiet",
+    ]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"xspecies align failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    report = json.loads((output / "report.json").read_text())
+    return {"seed": seed, "wall_s": wall, "stdout": done.stdout.strip().splitlines(), **report}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--tuned", type=Path, default=RESULTS / "model.json", help="bench_model.py results")
+    parser.add_argument("--out", type=Path, default=RESULTS / "align.json")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the align output folders here")
+    args = parser.parse_args()
+    tuned = {run["seed"]: run for run in json.loads(args.tuned.read_text())["runs"]}
+    missing = [seed for seed in args.seeds if seed not in tuned]
+    if missing:
+        raise SystemExit(f"{args.tuned} has no run of seeds {missing} to compare with")
+    keys = ["balanced_accuracy", "accuracy", "recall", "n_novel", "n_context_genes", "n_target_genes"]
+    keys += ["n_context_cells", "n_target_cells", "train_context_s", "train_target_s", "transfer_s", "wall_s"]
+    runs = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for seed in args.seeds:
+            folder = (args.keep or Path(scratch)) / f"seed{seed}"
+            report = run_align(args.data, folder, seed, args.epochs)
+            run = {key: report[key] for key in ["seed", *keys] if key in report}
+            run["tuned_balanced_accuracy"] = tuned[seed]["balanced_accuracy"]
+            run["difference"] = run["balanced_accuracy"] - run["tuned_balanced_accuracy"]
+            run["novel_flag_rate"] = report["n_novel"] / report["n_target_cells"]
+            runs.append(run)
+            print(
+                f"seed {seed}: align {run['balanced_accuracy']:.3f}, tuned {run['tuned_balanced_accuracy']:.3f} "
+                f"({run['difference']:+.3f}), {run['n_context_genes']}/{run['n_target_genes']} genes, "
+                f"{run['wall_s']:.0f} s",
+                flush=True,
+            )
+            differences = [r["difference"] for r in runs]
+            result = {
+                "benchmark": "xspecies align on the full Baron files (mouse context -> human target)",
+                "command": "xspecies align --context baron_mouse_counts.h5ad --target baron_human_counts.h5ad "
+                "--context-species mouse --target-species human --labels-key cell_ontology_class "
+                "--context-batch-key donor --target-batch-key donor --target-labels-key cell_ontology_class "
+                f"--epochs {args.epochs} --seed SEED",
+                "tuned_run": str(args.tuned.name),
+                "tolerance": TOLERANCE,
+                "summary": {
+                    "balanced_accuracy": [r["balanced_accuracy"] for r in runs],
+                    "tuned_balanced_accuracy": [r["tuned_balanced_accuracy"] for r in runs],
+                    "difference": {"min": float(np.min(differences)), "mean": float(np.mean(differences))},
+                    "done": bool(min(differences) >= -TOLERANCE),
+                },
+                "runs": runs,
+                "machine": {
+                    "cpu_count": os.cpu_count(),
+                    "load_average_after": os.getloadavg(),
+                    "python": platform.python_version(),
+                },
+            }
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
