@@ -15,6 +15,7 @@ from scvi.data.fields import NumericalObsField, ObsmField
 from tqdm.auto import tqdm
 
 from xspecies._validation import check_int, context_fingerprint
+from xspecies.tl._results import stored_params
 
 from ._base import SpeciesModelBase, check_architecture, check_setup_inputs, require_trained
 from ._context import ContextModel
@@ -48,7 +49,7 @@ def _label_consistent(
     All True when the neighbour search voted no labels (or the context lacks them).
     """
     neighbors = np.asarray(adata.obsm[f"{homology_key}_neighbors"])[:, :n_candidates]
-    labels_key = adata.uns[homology_key].get("labels_key") or ""
+    labels_key = stored_params(adata.uns[homology_key]).get("labels_key") or ""
     voted_key = f"{homology_key}_{labels_key}"
     if not labels_key or voted_key not in adata.obs or labels_key not in context_adata.obs:
         return np.ones(neighbors.shape, dtype=bool)
