@@ -10,6 +10,7 @@ from anndata import AnnData
 from scipy import sparse
 from tqdm.auto import tqdm
 
+from xspecies._docs import doc_params, doc_progress_bar
 from xspecies._validation import (
     CONTEXT_FINGERPRINT_KEY,
     check_counts,
@@ -234,6 +235,7 @@ def _top_percent(
     return top
 
 
+@doc_params(progress_bar=doc_progress_bar)
 def homology_neighbors(
     target: AnnData,
     context: AnnData,
@@ -299,8 +301,7 @@ def homology_neighbors(
         Dimensions of the reduced space of ``method="pynndescent"``.
     random_state
         Seed of the SVD and of pynndescent.
-    progress_bar
-        Show progress.
+    {progress_bar}
     copy
         Return a modified copy of ``target`` instead of writing to it.
 
