@@ -91,6 +91,7 @@ def make_synthetic_pair(
     tgt.obs["homology_top_percent"] = pd.Series(-agree).rank(method="max", pct=True).to_numpy() * 100
     tgt.var["ortholog"] = list(ctx.var_names)
     tgt.uns["homology"] = {
+        "params": {"n_neighbors": n_neighbors, "labels_key": ""},
         "context_n_obs": n_ctx,
         "target_genes": list(tgt.var_names),
         "context_genes": list(ctx.var_names),

@@ -163,3 +163,20 @@ def test_liver_urls():
     assert set(_liver.LIVER_FILES) == {"human", "mouse", "hamster"}
     with pytest.raises(ValueError, match="unknown species 'rat' for the liver data"):
         xs.datasets.liver("rat")
+
+
+def test_pancreas_models_are_trained_and_independent_copies():
+    with pytest.raises(ValueError, match="n_cells"):
+        xs.datasets.pancreas_models(n_cells=10)
+    context, target = xs.datasets.pancreas_models(n_cells=40)
+    assert context.is_trained and target.is_trained
+    assert context.adata.n_obs == target.adata.n_obs == 40
+    assert target.adata.uns["homology"]["params"]["labels_key"] == "cell_ontology_class"
+    assert target.get_latent_representation().shape[0] == 40
+    target.adata.obs["changed"] = 1  # a later call loads new copies of the same models
+    again_context, again = xs.datasets.pancreas_models(n_cells=40)
+    assert "changed" not in again.adata.obs
+    np.testing.assert_allclose(
+        again.get_latent_representation(), target.get_latent_representation(), atol=1e-6
+    )
+    assert again_context.adata.obs_names.equals(context.adata.obs_names)

@@ -170,14 +170,17 @@ def test_alignment_partners_are_trusted_neighbours(trained):
 
 def test_partners_keep_to_the_voted_label(trained):
     context, target, _ = trained
-    tgt = target.adata.copy()
-    tgt.uns["homology"] = {**tgt.uns["homology"], "labels_key": "cell_type"}
-    tgt.obs["homology_cell_type"] = "type0"  # every cell voted type0
-    model.TargetModel.setup_anndata(tgt, batch_key="donor")
-    voted = model.TargetModel.from_context(context, tgt)
-    allowed = voted.module.allowed.cpu().numpy()
     labels = context.adata.obs["cell_type"].astype(str).to_numpy()
-    np.testing.assert_array_equal(allowed, labels[tgt.obsm["homology_neighbors"][:, :25]] == "type0")
+    # the voted labels_key is read from uns["homology"]["params"], or from the flat layout of earlier saves
+    results = {k: v for k, v in target.adata.uns["homology"].items() if k != "params"}
+    for layout in ({"params": {"labels_key": "cell_type"}}, {"labels_key": "cell_type"}):
+        tgt = target.adata.copy()
+        tgt.uns["homology"] = {**results, **layout}
+        tgt.obs["homology_cell_type"] = "type0"  # every cell voted type0
+        model.TargetModel.setup_anndata(tgt, batch_key="donor")
+        voted = model.TargetModel.from_context(context, tgt)
+        allowed = voted.module.allowed.cpu().numpy()
+        np.testing.assert_array_equal(allowed, labels[tgt.obsm["homology_neighbors"][:, :25]] == "type0")
     voted.train(**TRAIN, partner_refresh=1)  # partners chosen at both epochs
     partner = voted.module.partner.cpu().numpy()
     trusted = tgt.obs["homology_top_percent"].to_numpy() <= 20

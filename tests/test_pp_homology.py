@@ -7,6 +7,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.neighbors import NearestNeighbors
 
 import xspecies as xs
+from xspecies.tl._results import stored_params
 
 LABELS = "cell_ontology_class"
 
@@ -64,7 +65,12 @@ def test_outputs_match_contract_and_sklearn():
     info = target.uns["homology"]
     assert info["target_genes"] == [f"g{j}" for j in range(30)]
     assert info["context_genes"] == [f"G{j}" for j in range(30)]
-    assert info["context_n_obs"] == 80 and info["labels_key"] == "kind" and info["method"] == "exact"
+    assert info["context_n_obs"] == 80 and info["params"]["labels_key"] == "kind"
+    assert info["params"]["method"] == "exact" and info["params"]["n_vote"] == 5
+    # an AnnData saved by an earlier xspecies holds the parameters beside the results
+    flat = {k: v for k, v in info.items() if k != "params"} | info["params"]
+    assert stored_params(info) == info["params"]
+    assert all(stored_params(flat)[k] == v for k, v in info["params"].items())
 
 
 def test_agreement_without_labels_and_copy(tmp_path):
@@ -80,7 +86,7 @@ def test_agreement_without_labels_and_copy(tmp_path):
     assert "homology_neighbors" not in target.obsm
     sim = 1 - out.obsm["homology_distances"][:, :4].mean(axis=1)
     np.testing.assert_allclose(out.obs["homology_agreement"], sim, rtol=1e-5)
-    assert out.uns["homology"]["labels_key"] == ""
+    assert out.uns["homology"]["params"]["labels_key"] == ""
     euclid = xs.pp.homology_neighbors(
         target, context, n_neighbors=10, n_vote=4, metric="euclidean", key_added="e", copy=True
     )

@@ -67,12 +67,12 @@ def test_translate_markers_human_to_mouse(human_demo):
     assert mapped.is_unique  # "best" is a one-to-one assignment
     info = adata.uns["ortholog"]
     assert info["n_mapped"] == len(mapped) > 0.7 * adata.n_vars
-    assert (info["source_species"], info["target_species"], info["table"], info["policy"]) == (
-        "human",
-        "mouse",
-        "embedded",
-        "best",
-    )
+    assert info["params"] == {
+        "source_species": "human",
+        "target_species": "mouse",
+        "table": "embedded",
+        "policy": "best",
+    }
     assert (var.loc[var["ortholog"].isna(), "ortholog_support"] == 0).all()
     assert adata.n_vars == human_demo.n_vars  # no gene removed
 
@@ -105,7 +105,7 @@ def test_translate_user_table():
     xs.pp.translate_genes(adata, "human", "mouse", table=table)
     assert adata.var["ortholog"].tolist()[:2] == ["a2", "b"]
     assert adata.var["ortholog_type"].tolist()[:2] == ["one2many", "one2one"]
-    assert adata.uns["ortholog"]["table"] == "user"
+    assert adata.uns["ortholog"]["params"]["table"] == "user"
     # positional columns work too
     xs.pp.translate_genes(adata, "human", "mouse", table=table.rename(columns={"human": "x", "mouse": "y"}))
     assert adata.var.loc["B", "ortholog"] == "b"

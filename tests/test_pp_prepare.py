@@ -51,6 +51,8 @@ def test_prepare_in_place_complexity_and_hvg(mouse_demo):
     assert report.loc["complexity", "n_cells"] == mouse_demo.n_obs - expected
     assert report.loc["hvg", "n_cells"] == mouse_demo.n_vars - 500
     assert adata.uns["prepare"]["n_vars_after"] == 500
+    assert adata.uns["prepare"]["params"]["n_top_genes"] == 500
+    assert adata.uns["prepare"]["params"]["batch_key"] == ""
 
 
 def test_prepare_report_roundtrip(tmp_path, mouse_demo):

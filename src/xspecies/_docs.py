@@ -11,7 +11,19 @@ import textwrap
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["doc_adata", "doc_error_name", "doc_layer", "doc_params", "doc_progressbar"]
+__all__ = [
+    "doc_adata",
+    "doc_ax",
+    "doc_error_name",
+    "doc_key_added_table",
+    "doc_layer",
+    "doc_model_pair",
+    "doc_params",
+    "doc_progress_bar",
+    "doc_progressbar",
+    "doc_random_state_sampling",
+    "doc_show_save",
+]
 
 _T = TypeVar("_T")
 
@@ -22,6 +34,38 @@ adata
 doc_layer = """\
 layer
     Layer that holds the counts; ``None`` for ``X``."""
+
+doc_model_pair = """\
+target
+    Trained :class:`~xspecies.model.TargetModel` built from ``context``.
+context
+    Trained :class:`~xspecies.model.ContextModel` with its AnnData."""
+
+doc_key_added_table = """\
+key_added
+    ``target.adata.uns`` key of the result (``{"params": ..., "table": ...}``)."""
+
+doc_random_state_sampling = """\
+random_state
+    Seed of the sampling."""
+
+doc_progress_bar = """\
+progress_bar
+    Show progress."""
+
+doc_ax = """\
+ax
+    Axes to draw into; ``None`` draws a new figure."""
+
+doc_show_save = """\
+show
+    Show the figure with :func:`matplotlib.pyplot.show`. ``None`` shows it only when the plotting
+    function drew a new figure and returns nothing, like scanpy; ``False`` never shows it.
+save
+    File to write the figure to (format from the suffix, e.g. ``.png``, ``.pdf``); parent folders
+    are created.
+return_fig
+    Return the figure instead of the axes."""
 
 doc_error_name = """\
 name

@@ -205,7 +205,9 @@ def require_trained(model, name: str | None = None) -> None:
 
     Examples
     --------
-    >>> require_trained(target, "target")  # doctest: +SKIP
+    >>> import xspecies as xs
+    >>> context, target = xs.datasets.pancreas_models()  # tiny models trained for one epoch
+    >>> require_trained(target, "target")  # returns: the model is trained
     """
     if not getattr(model, "is_trained", False):
         what = f"{name} model" if name else type(model).__name__
@@ -470,15 +472,18 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-        >>> context.train(max_epochs=40, batch_size=128, lr=1e-3)  # doctest: +SKIP
-        >>> context.history["elbo_train"].tail()  # doctest: +SKIP
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> mouse, human = context.adata, target.adata
 
-        Epochs from the data size (40 for the demo's 1,886 cells):
+        Training continues from the current weights; without ``max_epochs`` the number of epochs follows
+        the data size (40 for the demo's 1,886 cells):
 
-        >>> context.train()  # doctest: +SKIP
+        >>> context.train(max_epochs=2, batch_size=128, lr=1e-3, enable_progress_bar=False)
+        >>> context.history["elbo_train"].shape  # the first epoch and these two
+        (3, 1)
         """
         n_epochs = self._epochs(max_epochs)
         batch_size = check_int("batch_size", batch_size)
@@ -562,12 +567,15 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-        >>> inter = context.get_intermediate_representation()  # doctest: +SKIP
-        >>> inter.shape  # (n_cells, outer_hidden[-1])  # doctest: +SKIP
-        (1886, 300)
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> mouse, human = context.adata, target.adata
+
+        >>> inter = context.get_intermediate_representation()
+        >>> inter.shape  # (n_cells, outer_hidden[-1])
+        (300, 300)
         """
         self._check_if_trained(warn=False)
         return self._encoded("inter", adata, indices, batch_size)
@@ -610,18 +618,24 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-        >>> z = context.get_latent_representation()[:5]  # doctest: +SKIP
-        >>> out = context.decode_expression(z, batch=mouse.obs["donor"].to_numpy()[:5])  # doctest: +SKIP
-        >>> out["rho"].sum(axis=1)  # normalised expression: every row sums to 1  # doctest: +SKIP
-        >>> out["mu"].shape  # (5, n_mouse_genes), rho * 1e4  # doctest: +SKIP
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> mouse, human = context.adata, target.adata
+
+        >>> z = context.get_latent_representation()[:5]
+        >>> out = context.decode_expression(z, batch=mouse.obs["donor"].to_numpy()[:5])
+        >>> bool(np.allclose(out["rho"].sum(axis=1), 1.0, atol=1e-4))  # normalised: rows sum to 1
+        True
+        >>> out["mu"].shape  # (5, n_mouse_genes), rho * 1e4
         (5, 4313)
 
         The same context latents decoded by the target (human) decoder, as one human donor:
 
-        >>> human_mu = target.decode_expression(z, batch=human.obs["donor"].iloc[0], library=5e3)["mu"]  # doctest: +SKIP
+        >>> human_mu = target.decode_expression(z, batch=human.obs["donor"].iloc[0], library=5e3)["mu"]
+        >>> human_mu.shape  # (5, n_human_genes)
+        (5, 4676)
         """
         self._check_if_trained()
         z = np.asarray(z, dtype=np.float32)
@@ -675,10 +689,13 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-        >>> context.save("models/context", save_anndata=True, overwrite=True)  # doctest: +SKIP
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> mouse, human = context.adata, target.adata
+
+        >>> context.save("models/context", save_anndata=True, overwrite=True)
         """
         owned = {f"{prefix or ''}{name}" for name in SAVED_FILES}
         with atomic_dir(dir_path, overwrite=overwrite, keep=lambda name: name not in owned) as tmp:
@@ -706,12 +723,15 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-        >>> context.save("models/context", save_anndata=True, overwrite=True)  # doctest: +SKIP
-        >>> context = xs.model.ContextModel.load("models/context")  # doctest: +SKIP
-        >>> context = xs.model.ContextModel.load("models/context", adata=mouse)  # same genes as at training  # doctest: +SKIP
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> mouse, human = context.adata, target.adata
+
+        >>> context.save("models/context", save_anndata=True, overwrite=True)
+        >>> context = xs.model.ContextModel.load("models/context")
+        >>> context = xs.model.ContextModel.load("models/context", adata=mouse)  # same genes as at training
         """
         folder = Path(dir_path)
         path = folder / f"{prefix or ''}model.pt"

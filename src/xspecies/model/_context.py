@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from anndata import AnnData
 
+from xspecies._docs import doc_layer, doc_params
+
 from ._base import SpeciesModelBase, check_setup_inputs
 from ._module import SpeciesVAE
 from ._nn import DEFAULT_LAYER_ORDER
@@ -51,10 +53,12 @@ class ContextModel(SpeciesModelBase):
     >>> xs.model.ContextModel.setup_anndata(mouse, batch_key="donor", labels_key="cell_ontology_class")
     >>> context = xs.model.ContextModel(mouse)
 
-    Training takes minutes on the demo, so these lines are not run as doctests:
+    Training takes minutes on the demo (use ``max_epochs=40``); one epoch shows the calls:
 
-    >>> context.train(max_epochs=40)  # doctest: +SKIP
-    >>> mouse.obsm["X_xspecies"] = context.get_latent_representation()  # doctest: +SKIP
+    >>> context.train(max_epochs=1, enable_progress_bar=False)
+    >>> mouse.obsm["X_xspecies"] = context.get_latent_representation()
+    >>> mouse.obsm["X_xspecies"].shape
+    (1886, 10)
     """
 
     _module_cls = SpeciesVAE
@@ -92,6 +96,7 @@ class ContextModel(SpeciesModelBase):
         self.init_params_ = self._get_init_params(locals())
 
     @classmethod
+    @doc_params(layer=doc_layer)
     def setup_anndata(
         cls,
         adata: AnnData,
@@ -110,8 +115,7 @@ class ContextModel(SpeciesModelBase):
         ----------
         adata
             AnnData with raw counts (``X`` or ``layers[layer]``); sparse matrices stay sparse.
-        layer
-            Layer with the counts (``None``: ``X``).
+        {layer}
         batch_key
             ``obs`` column with the batch (donor, sample...); ``None``: one batch.
         labels_key

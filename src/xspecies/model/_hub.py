@@ -80,12 +80,18 @@ def save_to_hub_dir(
 
     Examples
     --------
-    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-    (minutes of training).
+    Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-    >>> xs.model.save_to_hub_dir(target, "human_pancreas_target")  # doctest: +SKIP
-    >>> from scvi.hub import HubModel  # doctest: +SKIP
-    >>> target = HubModel("human_pancreas_target").load_model()  # doctest: +SKIP
+    >>> import xspecies as xs
+    >>> context, target = xs.datasets.pancreas_models()
+    >>> hub_dir = xs.model.save_to_hub_dir(target, "human_pancreas_target")
+    >>> sorted(p.name for p in hub_dir.iterdir())
+    ['README.md', '_scvi_required_metadata.json', 'adata.h5ad', 'model.pt']
+    >>> from scvi.hub import HubModel
+    >>> hub = HubModel(str(hub_dir))
+    >>> hub.load_model()
+    >>> type(hub.model).__name__
+    'TargetModel'
     """
     from scvi.hub import HubMetadata
 
@@ -156,11 +162,20 @@ def load_hub_dir(dir_path: str | Path, adata=None, **kwargs):
 
     Examples
     --------
-    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-    (minutes of training).
+    Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-    >>> target = xs.model.load_hub_dir("human_pancreas_target")  # doctest: +SKIP
-    >>> target = xs.model.load_hub_dir("human_pancreas_target_nodata", adata=human)  # doctest: +SKIP
+    >>> import xspecies as xs
+    >>> context, target = xs.datasets.pancreas_models()
+    >>> human = target.adata
+    >>> _ = xs.model.save_to_hub_dir(target, "human_pancreas_target")
+    >>> target = xs.model.load_hub_dir("human_pancreas_target")
+
+    A folder saved without its data loads with the data the model was trained on:
+
+    >>> _ = xs.model.save_to_hub_dir(target, "human_pancreas_target_nodata", save_anndata=False)
+    >>> target = xs.model.load_hub_dir("human_pancreas_target_nodata", adata=human)
+    >>> target.adata.n_obs
+    300
     """
     from scvi.hub import HubModel
 

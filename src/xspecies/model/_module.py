@@ -204,13 +204,16 @@ class SpeciesVAE(BaseModuleClass):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-        >>> x = torch.as_tensor(mouse.X[:8].toarray())  # doctest: +SKIP
-        >>> batch_index = torch.as_tensor(mouse.obs["donor"].cat.codes.to_numpy()[:8, None])  # doctest: +SKIP
-        >>> out = context.module.encode(x, batch_index)  # doctest: +SKIP
-        >>> out["qz"].loc.shape, out["inter"].shape  # doctest: +SKIP
+        >>> import torch
+        >>> import xspecies as xs
+        >>> context, _ = xs.datasets.pancreas_models()
+        >>> mouse = context.adata
+        >>> x = torch.as_tensor(mouse.X[:8].toarray())
+        >>> batch_index = torch.as_tensor(mouse.obs["donor"].cat.codes.to_numpy()[:8, None])
+        >>> out = context.module.encode(x, batch_index)
+        >>> out["qz"].loc.shape, out["inter"].shape
         (torch.Size([8, 10]), torch.Size([8, 300]))
         """
         x_log = torch.log1p(x)
@@ -247,11 +250,16 @@ class SpeciesVAE(BaseModuleClass):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-        >>> out = context.module.inference(x, batch_index, n_samples=3)  # doctest: +SKIP
-        >>> out["z"].shape  # doctest: +SKIP
+        >>> import torch
+        >>> import xspecies as xs
+        >>> context, _ = xs.datasets.pancreas_models()
+        >>> mouse = context.adata
+        >>> x = torch.as_tensor(mouse.X[:8].toarray())
+        >>> batch_index = torch.as_tensor(mouse.obs["donor"].cat.codes.to_numpy()[:8, None])
+        >>> out = context.module.inference(x, batch_index, n_samples=3)
+        >>> out["z"].shape
         torch.Size([3, 8, 10])
         """
         out = self.encode(x, batch_index)
@@ -295,12 +303,17 @@ class SpeciesVAE(BaseModuleClass):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-        >>> inference = context.module.inference(x, batch_index)  # doctest: +SKIP
-        >>> out = context.module.generative(inference["z"], inference["library"], batch_index, transform_batch=0)  # doctest: +SKIP
-        >>> out["px"].mean.shape  # doctest: +SKIP
+        >>> import torch
+        >>> import xspecies as xs
+        >>> context, _ = xs.datasets.pancreas_models()
+        >>> mouse = context.adata
+        >>> x = torch.as_tensor(mouse.X[:8].toarray())
+        >>> batch_index = torch.as_tensor(mouse.obs["donor"].cat.codes.to_numpy()[:8, None])
+        >>> inference = context.module.inference(x, batch_index)
+        >>> out = context.module.generative(inference["z"], inference["library"], batch_index, transform_batch=0)
+        >>> out["px"].mean.shape
         torch.Size([8, 4313])
         """
         if transform_batch is not None:
@@ -336,14 +349,20 @@ class SpeciesVAE(BaseModuleClass):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
+
+        >>> import torch
+        >>> import xspecies as xs
+        >>> context, _ = xs.datasets.pancreas_models()
+        >>> mouse = context.adata
+        >>> x = torch.as_tensor(mouse.X[:8].toarray())
+        >>> batch_index = torch.as_tensor(mouse.obs["donor"].cat.codes.to_numpy()[:8, None])
 
         Calling the module runs :meth:`inference`, :meth:`generative` and this loss:
 
-        >>> tensors = {REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.BATCH_KEY: batch_index}  # doctest: +SKIP
-        >>> inference, generative, loss = context.module(tensors, loss_kwargs={"kl_weight": 1.0})  # doctest: +SKIP
-        >>> loss.reconstruction_loss["reconstruction_loss"].shape  # doctest: +SKIP
+        >>> tensors = {REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.BATCH_KEY: batch_index}
+        >>> inference, generative, loss = context.module(tensors, loss_kwargs={"kl_weight": 1.0})
+        >>> loss.reconstruction_loss["reconstruction_loss"].shape
         torch.Size([8])
         """
         x = tensors[REGISTRY_KEYS.X_KEY]
@@ -381,11 +400,16 @@ class SpeciesVAE(BaseModuleClass):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-        >>> counts = context.module.sample({REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.BATCH_KEY: batch_index})  # doctest: +SKIP
-        >>> counts.shape  # doctest: +SKIP
+        >>> import torch
+        >>> import xspecies as xs
+        >>> context, _ = xs.datasets.pancreas_models()
+        >>> mouse = context.adata
+        >>> x = torch.as_tensor(mouse.X[:8].toarray())
+        >>> batch_index = torch.as_tensor(mouse.obs["donor"].cat.codes.to_numpy()[:8, None])
+        >>> counts = context.module.sample({REGISTRY_KEYS.X_KEY: x, REGISTRY_KEYS.BATCH_KEY: batch_index})
+        >>> counts.shape
         torch.Size([8, 4313])
         """
         _, gen = self.forward(tensors, inference_kwargs={"n_samples": n_samples}, compute_loss=False)
@@ -415,18 +439,22 @@ class SpeciesVAE(BaseModuleClass):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
+
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> mouse, human = context.adata, target.adata
+        >>> import torch
 
         Score the 25 closest data-level neighbours (context latents) of 8 human cells under the target
         decoder:
 
-        >>> x = torch.as_tensor(human.X[:8].toarray())  # doctest: +SKIP
-        >>> batch_index = torch.as_tensor(human.obs["donor"].cat.codes.to_numpy()[:8, None])  # doctest: +SKIP
-        >>> library = target.module.encode(x, batch_index)["library_mean"]  # doctest: +SKIP
-        >>> neighbors = human.obsm["homology_neighbors"][:8, :25]  # doctest: +SKIP
-        >>> z = torch.as_tensor(context.get_latent_representation()[neighbors])  # doctest: +SKIP
-        >>> target.module.candidate_log_likelihood(x, z, batch_index, library).shape  # doctest: +SKIP
+        >>> x = torch.as_tensor(human.X[:8].toarray())
+        >>> batch_index = torch.as_tensor(human.obs["donor"].cat.codes.to_numpy()[:8, None])
+        >>> library = target.module.encode(x, batch_index)["library_mean"]
+        >>> neighbors = human.obsm["homology_neighbors"][:8, :25]
+        >>> z = torch.as_tensor(context.get_latent_representation()[neighbors])
+        >>> target.module.candidate_log_likelihood(x, z, batch_index, library).shape
         torch.Size([8, 25])
         """
         m, k, n_lat = z.shape
@@ -548,11 +576,12 @@ class TargetVAE(SpeciesVAE):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-        >>> module = target.module.train()  # alignment="inter": the inner encoder is frozen  # doctest: +SKIP
-        >>> module.training, module.inner_encoder.training  # doctest: +SKIP
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> module = target.module.train()  # alignment="inter": the inner encoder is frozen
+        >>> module.training, module.inner_encoder.training
         (True, False)
         """
         super().train(mode)
@@ -582,21 +611,27 @@ class TargetVAE(SpeciesVAE):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
+
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
 
         The training plan calls it on the trusted cells at the start of every ``partner_refresh``-th
         epoch; by hand, for the first 8 human cells:
 
-        >>> tensors = {  # doctest: +SKIP
+        >>> import torch
+        >>> from scvi import REGISTRY_KEYS
+        >>> human = target.adata
+        >>> tensors = {
         ...     REGISTRY_KEYS.X_KEY: torch.as_tensor(human.X[:8].toarray()),
         ...     REGISTRY_KEYS.BATCH_KEY: torch.as_tensor(human.obs["donor"].cat.codes.to_numpy()[:8, None]),
         ...     REGISTRY_KEYS.INDICES_KEY: torch.arange(8)[:, None],
         ...     "homology_neighbors": torch.as_tensor(human.obsm["homology_neighbors"][:8]),
         ...     "homology_top_percent": torch.as_tensor(human.obs["homology_top_percent"].to_numpy()[:8, None]),
         ... }
-        >>> n_trusted = target.module.update_partners(tensors)  # doctest: +SKIP
-        >>> target.module.partner[:8]  # context row of each cell's partner, -1: not aligned  # doctest: +SKIP
+        >>> n_trusted = target.module.update_partners(tensors)
+        >>> target.module.partner[:8].shape  # context row of each cell's partner, -1: not aligned
+        torch.Size([8])
         """
         mask = tensors[TOP_PERCENT_KEY].reshape(-1) <= self.top_percent
         if not bool(mask.any()):
@@ -638,13 +673,26 @@ class TargetVAE(SpeciesVAE):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
+
+        >>> import torch
+        >>> from scvi import REGISTRY_KEYS
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> human = target.adata
+        >>> tensors = {
+        ...     REGISTRY_KEYS.X_KEY: torch.as_tensor(human.X[:8].toarray()),
+        ...     REGISTRY_KEYS.BATCH_KEY: torch.as_tensor(human.obs["donor"].cat.codes.to_numpy()[:8, None]),
+        ...     REGISTRY_KEYS.INDICES_KEY: torch.arange(8)[:, None],
+        ...     "homology_neighbors": torch.as_tensor(human.obsm["homology_neighbors"][:8]),
+        ...     "homology_top_percent": torch.as_tensor(human.obs["homology_top_percent"].to_numpy()[:8, None]),
+        ... }
+        >>> n_trusted = target.module.update_partners(tensors)
 
         With ``tensors`` as in :meth:`update_partners` (partners chosen):
 
-        >>> inference = target.module.inference(tensors[REGISTRY_KEYS.X_KEY], tensors[REGISTRY_KEYS.BATCH_KEY])  # doctest: +SKIP
-        >>> target.module.alignment_distance(tensors, inference).shape  # doctest: +SKIP
+        >>> inference = target.module.inference(tensors[REGISTRY_KEYS.X_KEY], tensors[REGISTRY_KEYS.BATCH_KEY])
+        >>> target.module.alignment_distance(tensors, inference).shape
         torch.Size([8])
         """
         rep = inference_outputs["inter"] if self.alignment == "inter" else inference_outputs["qz"].loc
@@ -680,13 +728,27 @@ class TargetVAE(SpeciesVAE):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
+
+        >>> import torch
+        >>> from scvi import REGISTRY_KEYS
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> human = target.adata
+        >>> tensors = {
+        ...     REGISTRY_KEYS.X_KEY: torch.as_tensor(human.X[:8].toarray()),
+        ...     REGISTRY_KEYS.BATCH_KEY: torch.as_tensor(human.obs["donor"].cat.codes.to_numpy()[:8, None]),
+        ...     REGISTRY_KEYS.INDICES_KEY: torch.arange(8)[:, None],
+        ...     "homology_neighbors": torch.as_tensor(human.obsm["homology_neighbors"][:8]),
+        ...     "homology_top_percent": torch.as_tensor(human.obs["homology_top_percent"].to_numpy()[:8, None]),
+        ... }
+        >>> n_trusted = target.module.update_partners(tensors)
 
         With ``tensors`` as in :meth:`update_partners`:
 
-        >>> inference, generative, loss = target.module(tensors, loss_kwargs={"eta": 25.0})  # doctest: +SKIP
-        >>> loss.extra_metrics["alignment"]  # doctest: +SKIP
+        >>> inference, generative, loss = target.module(tensors, loss_kwargs={"eta": 25.0})
+        >>> loss.extra_metrics["alignment"].shape  # mean alignment distance of the batch's aligned cells
+        torch.Size([])
         """
         out = super().loss(tensors, inference_outputs, generative_outputs, kl_weight=kl_weight)
         if eta <= 0 or NEIGHBORS_KEY not in tensors:

@@ -14,7 +14,9 @@ from scvi import REGISTRY_KEYS
 from scvi.data.fields import NumericalObsField, ObsmField
 from tqdm.auto import tqdm
 
+from xspecies._docs import doc_layer, doc_params
 from xspecies._validation import check_int, context_fingerprint
+from xspecies.tl._results import stored_params
 
 from ._base import (
     RAMP_EPOCHS,
@@ -59,7 +61,7 @@ def _label_consistent(
     All True when the neighbour search voted no labels (or the context lacks them).
     """
     neighbors = np.asarray(adata.obsm[f"{homology_key}_neighbors"])[:, :n_candidates]
-    labels_key = adata.uns[homology_key].get("labels_key") or ""
+    labels_key = stored_params(adata.uns[homology_key]).get("labels_key") or ""
     voted_key = f"{homology_key}_{labels_key}"
     if not labels_key or voted_key not in adata.obs or labels_key not in context_adata.obs:
         return np.ones(neighbors.shape, dtype=bool)
@@ -160,14 +162,19 @@ class TargetModel(SpeciesModelBase):
 
     Examples
     --------
-    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-    (minutes of training).
+    A target model for 300 human cells of the pancreas demo, on a tiny mouse context model
+    (:func:`xspecies.datasets.pancreas_models`):
 
-    >>> xs.pp.translate_genes(human, "human", "mouse")  # doctest: +SKIP
-    >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")  # doctest: +SKIP
-    >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor")  # doctest: +SKIP
-    >>> target = xs.model.TargetModel.from_context(context, human)  # doctest: +SKIP
-    >>> target.train(max_epochs=40)  # doctest: +SKIP
+    >>> import xspecies as xs
+    >>> context, _ = xs.datasets.pancreas_models()
+    >>> mouse, human = context.adata, xs.datasets.pancreas("human")[:300].copy()
+    >>> xs.pp.translate_genes(human, "human", "mouse")
+    >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
+    >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor")
+    >>> target = xs.model.TargetModel.from_context(context, human)
+    >>> target.train(max_epochs=1, enable_progress_bar=False)  # 40 or more on real data
+    >>> target.get_latent_representation().shape
+    (300, 10)
     """
 
     _module_cls = TargetVAE
@@ -212,6 +219,7 @@ class TargetModel(SpeciesModelBase):
         self.init_params_ = self._get_init_params(locals())
 
     @classmethod
+    @doc_params(layer=doc_layer)
     def setup_anndata(
         cls,
         adata: AnnData,
@@ -227,8 +235,7 @@ class TargetModel(SpeciesModelBase):
         ----------
         adata
             Target AnnData with raw counts, processed by :func:`xspecies.pp.homology_neighbors`.
-        layer
-            Layer with the counts (``None``: ``X``).
+        {layer}
         batch_key
             ``obs`` column with the batch; ``None``: one batch.
         labels_key
@@ -249,12 +256,11 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
-
-        >>> xs.pp.translate_genes(human, "human", "mouse")  # doctest: +SKIP
-        >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")  # doctest: +SKIP
-        >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor", labels_key="cell_ontology_class")  # doctest: +SKIP
+        >>> import xspecies as xs
+        >>> mouse, human = xs.datasets.pancreas("mouse"), xs.datasets.pancreas("human")
+        >>> xs.pp.translate_genes(human, "human", "mouse")
+        >>> xs.pp.homology_neighbors(human, mouse, labels_key="cell_ontology_class")
+        >>> xs.model.TargetModel.setup_anndata(human, batch_key="donor", labels_key="cell_ontology_class")
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         check_setup_inputs(adata, layer, batch_key, labels_key)
@@ -334,15 +340,19 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-        >>> target = xs.model.TargetModel.from_context(context, human, alignment="inter", n_candidates=25)  # doctest: +SKIP
-        >>> target.homologous_genes_[0][:5]  # target genes shared with the context through orthologs  # doctest: +SKIP
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> mouse, human = context.adata, target.adata
+
+        >>> target = xs.model.TargetModel.from_context(context, human, alignment="inter", n_candidates=25)
+        >>> len(target.homologous_genes_[0])  # target genes shared with the context through orthologs
+        3840
 
         ``alignment="latent"`` trains a copy of the inner encoder and aligns latent means:
 
-        >>> latent_target = xs.model.TargetModel.from_context(context, human, alignment="latent")  # doctest: +SKIP
+        >>> latent_target = xs.model.TargetModel.from_context(context, human, alignment="latent")
         """
         homology_key, target_idx, context_idx = cls._check_context(context, adata, n_candidates, model_kwargs)
         model = cls(
@@ -496,16 +506,22 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-        >>> target.train(max_epochs=40, eta_start=10.0, eta_max=25.0, partner_refresh=5)  # doctest: +SKIP
-        >>> target.history["alignment_train"].tail()  # doctest: +SKIP
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> mouse, human = context.adata, target.adata
+
+        On real data train for 40 epochs or more:
+
+        >>> target.train(max_epochs=2, eta_start=10.0, eta_max=25.0, partner_refresh=1, enable_progress_bar=False)
+        >>> target.history["alignment_train"].shape  # the first epoch and these two
+        (3, 1)
 
         Without alignment, for comparison:
 
-        >>> baseline = xs.model.TargetModel.from_context(context, human)  # doctest: +SKIP
-        >>> baseline.train(max_epochs=40, eta_max=0)  # doctest: +SKIP
+        >>> baseline = xs.model.TargetModel.from_context(context, human)
+        >>> baseline.train(max_epochs=1, eta_max=0, enable_progress_bar=False)
         """
         for name, value in (("eta_start", eta_start), ("eta_max", eta_max)):
             if not (math.isfinite(value) and value >= 0):
@@ -647,18 +663,23 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
+
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> mouse, human = context.adata, target.adata
 
         Score the 25 closest data-level neighbours of every human cell and keep the best one:
 
-        >>> neighbors = human.obsm["homology_neighbors"][:, :25]  # doctest: +SKIP
-        >>> z_mouse = context.get_latent_representation()  # doctest: +SKIP
-        >>> similarity = target.likelihood_similarity(z_mouse[neighbors])  # doctest: +SKIP
-        >>> similarity.shape  # doctest: +SKIP
-        (2142, 25)
-        >>> best = neighbors[np.arange(len(neighbors)), similarity.argmax(axis=1)]  # doctest: +SKIP
-        >>> mouse.obs["cell_ontology_class"].to_numpy()[best][:5]  # doctest: +SKIP
+        >>> neighbors = human.obsm["homology_neighbors"][:, :25]
+        >>> z_mouse = context.get_latent_representation()
+        >>> similarity = target.likelihood_similarity(z_mouse[neighbors])
+        >>> similarity.shape
+        (300, 25)
+        >>> best = neighbors[np.arange(len(neighbors)), similarity.argmax(axis=1)]
+        >>> best_type = mouse.obs["cell_ontology_class"].to_numpy()[best]  # a mouse type per human cell
+        >>> best_type.shape
+        (300,)
         """
         self._check_if_trained(warn=False)
         indices = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices)
@@ -708,14 +729,18 @@ class TargetModel(SpeciesModelBase):
 
         Examples
         --------
-        Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-        (minutes of training).
+        Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
+
+        >>> import xspecies as xs
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> mouse, human = context.adata, target.adata
 
         All neighbours found by :func:`xspecies.pp.homology_neighbors`, each context latent decoded once:
 
-        >>> z_mouse = context.get_latent_representation()  # doctest: +SKIP
-        >>> similarity = target.similarity_to_table(z_mouse, human.obsm["homology_neighbors"], progress_bar=True)  # doctest: +SKIP
-        >>> similarity.shape  # (n_human, n_neighbors)  # doctest: +SKIP
+        >>> z_mouse = context.get_latent_representation()
+        >>> similarity = target.similarity_to_table(z_mouse, human.obsm["homology_neighbors"])
+        >>> similarity.shape  # (n_human, n_neighbors)
+        (300, 250)
         """
         self._check_if_trained(warn=False)
         indices = np.arange(self.adata.n_obs) if indices is None else np.asarray(indices)

@@ -195,14 +195,17 @@ class SpeciesTrainingPlan(TrainingPlan):
 
     Examples
     --------
-    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-    (minutes of training).
+    Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-    ``context.train`` builds this plan; its arguments go through ``plan_kwargs``:
+    >>> import xspecies as xs
+    >>> context, target = xs.datasets.pancreas_models()
 
-    >>> context.train(max_epochs=40, plan_kwargs={"weight_decay": 1e-6})  # doctest: +SKIP
-    >>> plan = xs.model.SpeciesTrainingPlan(context.module, lr=1e-3, n_epochs_kl_warmup=10)  # doctest: +SKIP
-    >>> plan.configure_optimizers()["optimizer"].defaults["fused"]  # doctest: +SKIP
+    ``context.train`` builds this plan; its arguments go through ``plan_kwargs`` (on real data train
+    for 40 epochs or more):
+
+    >>> context.train(max_epochs=1, plan_kwargs={"weight_decay": 1e-6}, enable_progress_bar=False)
+    >>> plan = xs.model.SpeciesTrainingPlan(context.module, lr=1e-3, n_epochs_kl_warmup=10)
+    >>> plan.configure_optimizers()["optimizer"].defaults["fused"]
     True
     """
 
@@ -310,16 +313,19 @@ class AlignmentTrainingPlan(SpeciesTrainingPlan):
 
     Examples
     --------
-    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-    (minutes of training).
+    Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
+
+    >>> import xspecies as xs
+    >>> context, target = xs.datasets.pancreas_models()
 
     ``target.train`` builds this plan from its ``eta_*`` and ``partner_refresh`` arguments; the weight
     of every epoch is in the training history:
 
-    >>> target.train(max_epochs=40, eta_start=10.0, eta_max=25.0, n_epochs_eta_warmup=10)  # doctest: +SKIP
-    >>> target.history["eta"].head(3)  # doctest: +SKIP
-    >>> plan = xs.model.AlignmentTrainingPlan(target.module, eta_start=10.0, eta_max=25.0)  # doctest: +SKIP
-    >>> plan.eta  # weight of the current epoch (the first one outside training)  # doctest: +SKIP
+    >>> target.train(max_epochs=3, eta_start=10.0, eta_max=25.0, n_epochs_eta_warmup=2, enable_progress_bar=False)
+    >>> target.history["eta"]["eta"].tolist()  # the first epoch (of the tiny model), then these three
+    [10.0, 10.0, 17.5, 25.0]
+    >>> plan = xs.model.AlignmentTrainingPlan(target.module, eta_start=10.0, eta_max=25.0)
+    >>> plan.eta  # weight of the current epoch (the first one outside training)
     10.0
     """
 

@@ -12,6 +12,8 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
+from xspecies._docs import doc_params, doc_show_save
+
 from ._palette import palette as make_palette
 from ._utils import finalize, panel_grid
 
@@ -96,6 +98,7 @@ def _label_columns(color: str | Sequence[str], species: Sequence[str]) -> dict[s
     return dict(zip(species, keys, strict=True))
 
 
+@doc_params(show_save=doc_show_save)
 def embedding_2d(
     context: AnnData,
     target: AnnData | None = None,
@@ -145,8 +148,7 @@ def embedding_2d(
         ``"right margin"`` (legend of all labels right of the last panel) or ``"none"``.
     ax
         Axes to draw into: one for ``layout="joint"``, one per species for ``"split"``.
-    show, save, return_fig
-        See :func:`xspecies.pl.finalize`.
+    {show_save}
 
     Returns
     -------

@@ -11,6 +11,7 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
+from xspecies._docs import doc_ax, doc_params, doc_show_save
 from xspecies.tl._results import as_table, read_result
 
 from ._palette import text_color
@@ -45,6 +46,7 @@ def _figsize(df: pd.DataFrame) -> tuple[float, float]:
     return (max(4.0, 0.45 * df.shape[1] + 3.0), max(3.0, 0.4 * df.shape[0] + 2.0))
 
 
+@doc_params(ax=doc_ax, show_save=doc_show_save)
 def celltype_similarity(
     data: pd.DataFrame | AnnData,
     *,
@@ -76,8 +78,8 @@ def celltype_similarity(
         Colormap.
     target_name, context_name
         Species names for the axis labels.
-    ax, show, save, return_fig
-        See :func:`xspecies.pl.finalize`.
+    {ax}
+    {show_save}
 
     Returns
     -------
@@ -114,6 +116,7 @@ def celltype_similarity(
     return finalize(fig, ax_, show, save, return_fig, ax_given=ax is not None)
 
 
+@doc_params(ax=doc_ax, show_save=doc_show_save)
 def confusion_matrix(
     data,
     *,
@@ -148,8 +151,8 @@ def confusion_matrix(
         Colormap.
     title, xlabel, ylabel
         Texts of the axes.
-    ax, show, save, return_fig
-        See :func:`xspecies.pl.finalize`.
+    {ax}
+    {show_save}
 
     Returns
     -------

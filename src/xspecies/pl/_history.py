@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xspecies._docs import doc_params, doc_show_save
+
 from ._utils import finalize, panel_grid
 
 _SPLITS = ("train", "validation")
@@ -28,6 +30,7 @@ def _history_dict(model) -> Mapping[str, object]:
     return history
 
 
+@doc_params(show_save=doc_show_save)
 def history(
     model,
     *,
@@ -54,8 +57,7 @@ def history(
         Logarithmic y axis (only for metrics that stay positive).
     ncols
         Panels per row.
-    show, save, return_fig
-        See :func:`xspecies.pl.finalize`.
+    {show_save}
 
     Returns
     -------

@@ -12,6 +12,7 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from scipy.stats import spearmanr
 
+from xspecies._docs import doc_params, doc_show_save
 from xspecies.tl._results import as_table
 
 from ._utils import finalize, panel_grid
@@ -60,6 +61,7 @@ def _callouts(ax: Axes, rows: pd.DataFrame, label: str, side: str, color: str) -
         )
 
 
+@doc_params(show_save=doc_show_save)
 def homologous_lfc(
     data: pd.DataFrame | AnnData,
     *,
@@ -104,8 +106,7 @@ def homologous_lfc(
         Names of the target and context species for the axis label.
     ncols
         Panels per row.
-    show, save, return_fig
-        See :func:`xspecies.pl.finalize`.
+    {show_save}
 
     Returns
     -------
@@ -171,6 +172,7 @@ def homologous_lfc(
     return finalize(fig, axes, show, save, return_fig)
 
 
+@doc_params(show_save=doc_show_save)
 def lfc_comparison(
     data: pd.DataFrame | AnnData,
     data_lfc: pd.DataFrame | AnnData | None = None,
@@ -212,8 +214,7 @@ def lfc_comparison(
         the total LFCs; needs at least two cell types in the matched rows.
     ncols
         Panels per row.
-    show, save, return_fig
-        See :func:`xspecies.pl.finalize`.
+    {show_save}
 
     Returns
     -------

@@ -10,6 +10,7 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 
+from xspecies._docs import doc_ax, doc_params, doc_show_save
 from xspecies.tl._results import as_table
 
 from ._heatmaps import _annotate, _draw_heatmap
@@ -28,6 +29,7 @@ def _pick(present: list[str], wanted: Sequence[str] | str | None, what: str) -> 
     return wanted
 
 
+@doc_params(ax=doc_ax, show_save=doc_show_save)
 def pathway_lfc(
     data: pd.DataFrame | AnnData,
     *,
@@ -71,8 +73,8 @@ def pathway_lfc(
         Largest absolute mean LFC of a conserved (not significant) pathway.
     cmap
         Diverging colormap.
-    ax, show, save, return_fig
-        See :func:`xspecies.pl.finalize`.
+    {ax}
+    {show_save}
 
     Returns
     -------

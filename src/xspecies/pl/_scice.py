@@ -8,12 +8,15 @@ import numpy as np
 from anndata import AnnData
 from matplotlib.axes import Axes
 
+from xspecies._docs import doc_ax, doc_params, doc_show_save
+
 from ._utils import finalize, new_axes
 
 _CONSISTENT_COLOR = "#4c72b0"
 _INCONSISTENT_COLOR = "#c0c0c0"
 
 
+@doc_params(ax=doc_ax, show_save=doc_show_save)
 def scice(
     adata: AnnData,
     *,
@@ -41,14 +44,8 @@ def scice(
         Annotate each box with its resolution ``gamma``.
     key
         Key of the scICE results in ``adata.uns``.
-    ax
-        Axes to draw into; a new figure when None.
-    show
-        Show the figure (default: only when the figure was created here, outside the Agg backend).
-    save
-        Path to save the figure to.
-    return_fig
-        Return the figure instead of the axes.
+    {ax}
+    {show_save}
 
     Returns
     -------

@@ -10,6 +10,7 @@ import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 
+from xspecies._docs import doc_ax, doc_params, doc_show_save
 from xspecies.tl._results import as_table
 from xspecies.tl._similar_cells import target_position
 
@@ -19,6 +20,7 @@ from ._utils import finalize, new_axes
 _BACKGROUND = "#e0e0e0"
 
 
+@doc_params(ax=doc_ax, show_save=doc_show_save)
 def similar_cells(
     context: AnnData,
     target: AnnData | None = None,
@@ -73,8 +75,8 @@ def similar_cells(
         Lower quantile of the similarities at which the colour scale starts.
     size
         Marker area; default from the number of cells.
-    ax, show, save, return_fig
-        See :func:`xspecies.pl.finalize`.
+    {ax}
+    {show_save}
 
     Returns
     -------

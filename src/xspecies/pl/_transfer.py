@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
+from xspecies._docs import doc_params, doc_show_save
+
 from ._palette import palette as make_palette
 from ._utils import finalize, panel_grid
 
@@ -58,6 +60,7 @@ def transfer_scores(confusion: pd.DataFrame, labels: Sequence[str] | None = None
     return acc, float(acc.mean()) if len(acc) else float("nan")
 
 
+@doc_params(show_save=doc_show_save)
 def transfer_accuracy(
     reports: Mapping[str, object],
     *,
@@ -90,8 +93,7 @@ def transfer_accuracy(
     min_share
         Predicted labels whose share stays below this percentage in every row are merged into
         ``"other"``.
-    show, save, return_fig
-        See :func:`xspecies.pl.finalize`.
+    {show_save}
 
     Returns
     -------

@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from xspecies._docs import doc_params, doc_show_save
+
 
 def new_axes(ax: Axes | None = None, figsize: tuple[float, float] = (5.0, 4.0)) -> tuple[Figure, Axes]:
     """Return ``(figure, axes)``: the given axes and its figure, or a new single-panel figure.
@@ -69,6 +71,7 @@ def panel_grid(
     return fig, flat[:n_panels]
 
 
+@doc_params(show_save=doc_show_save)
 def finalize(
     fig: Figure,
     ax: Axes | list[Axes],
@@ -86,15 +89,7 @@ def finalize(
         The figure drawn.
     ax
         The axes (or list of axes) drawn.
-    show
-        Show the figure with :func:`matplotlib.pyplot.show`. ``None`` shows it only when the
-        plotting function created the figure itself (``ax_given=False``) and nothing is returned,
-        like scanpy; ``False`` never calls ``plt.show()``.
-    save
-        Path of a file to write the figure to (format from the suffix, e.g. ``.png``, ``.pdf``).
-        Parent folders are created.
-    return_fig
-        Return the figure instead of the axes.
+    {show_save}
     ax_given
         Whether the caller passed its own axes (then the figure is never shown by default).
 

@@ -10,6 +10,7 @@ from anndata import AnnData
 from scipy import sparse
 from tqdm.auto import tqdm
 
+from xspecies._docs import doc_params, doc_progress_bar
 from xspecies._validation import (
     CONTEXT_FINGERPRINT_KEY,
     check_counts,
@@ -24,6 +25,7 @@ from xspecies._validation import (
     get_matrix,
 )
 from xspecies._vote import check_weighting, weighted_vote
+from xspecies.tl._results import store_result
 
 __all__ = ["homology_neighbors", "shared_genes"]
 
@@ -233,6 +235,7 @@ def _top_percent(
     return top
 
 
+@doc_params(progress_bar=doc_progress_bar)
 def homology_neighbors(
     target: AnnData,
     context: AnnData,
@@ -298,8 +301,7 @@ def homology_neighbors(
         Dimensions of the reduced space of ``method="pynndescent"``.
     random_state
         Seed of the SVD and of pynndescent.
-    progress_bar
-        Show progress.
+    {progress_bar}
     copy
         Return a modified copy of ``target`` instead of writing to it.
 
@@ -323,9 +325,9 @@ def homology_neighbors(
     - with labels, ``obs[f"{key_added}_{labels_key}"]``: voted label (ties: the closest label). Context
       cells with a missing label do not vote; a cell none of whose ``n_vote`` neighbours is labelled gets
       a missing label and agreement 0.
-    - ``uns[key_added]``: the parameters, ``context_n_obs``, ``target_genes`` and ``context_genes`` (the
-      matching var names used, same order), ``labels_key`` (``""`` when none) and
-      ``context_fingerprint``: :func:`xspecies._validation.context_fingerprint` of ``context`` (its size
+    - ``uns[key_added]``: ``"params"`` (the parameters; ``labels_key`` and ``layer`` are ``""`` when
+      ``None``, ``method`` the one used), ``context_n_obs``, ``target_genes`` and ``context_genes`` (the
+      matching var names used, same order) and ``context_fingerprint``: :func:`xspecies._validation.context_fingerprint` of ``context`` (its size
       and a hash of its cell and gene names in order), checked by
       :meth:`~xspecies.model.TargetModel.from_context` and :func:`xspecies.tl.transfer_labels` so the
       neighbours are never read against other context cells.
@@ -404,7 +406,7 @@ def homology_neighbors(
     target.obs[f"{key_added}_top_percent"] = _top_percent(
         agreement, similarity, None if labels is None else winner
     )
-    target.uns[key_added] = {
+    params = {
         "n_neighbors": n_neighbors,
         "n_vote": n_vote,
         "weighting": weighting,
@@ -413,9 +415,14 @@ def homology_neighbors(
         "ortholog_key": ortholog_key,
         "layer": layer or "",
         "labels_key": labels_key or "",
-        "context_n_obs": context.n_obs,
-        CONTEXT_FINGERPRINT_KEY: context_fingerprint(context),
-        "target_genes": target.var_names[t_idx].tolist(),
-        "context_genes": context.var_names[c_idx].tolist(),
     }
+    store_result(
+        target,
+        key_added,
+        params,
+        context_n_obs=context.n_obs,
+        **{CONTEXT_FINGERPRINT_KEY: context_fingerprint(context)},
+        target_genes=target.var_names[t_idx].tolist(),
+        context_genes=context.var_names[c_idx].tolist(),
+    )
     return target if copy else None

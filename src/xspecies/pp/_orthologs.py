@@ -17,6 +17,7 @@ from xspecies._validation import (
     gene_mapping_hints,
 )
 from xspecies.datasets._fetch import fetch, network_errors, offline_error
+from xspecies.tl._results import store_result
 
 from ._species import Species, resolve_species
 
@@ -256,7 +257,8 @@ def translate_genes(
     - ``adata.var[key_added]``: target-species symbol (missing when unmapped),
     - ``adata.var[f"{key_added}_type"]``: one2one / one2many / many2many (missing when unmapped),
     - ``adata.var[f"{key_added}_support"]``: number of databases predicting the pair (0 when unmapped),
-    - ``adata.uns[key_added]``: ``source_species``, ``target_species``, ``table``, ``policy``, ``n_mapped``.
+    - ``adata.uns[key_added]``: ``"params"`` (``source_species``, ``target_species``, ``table``,
+      ``policy``) and ``n_mapped``, the number of genes mapped.
 
     Examples
     --------
@@ -303,11 +305,6 @@ def translate_genes(
     adata = adata.copy() if copy else adata
     for column, values in columns.items():
         adata.var[column] = values
-    adata.uns[key_added] = {
-        "source_species": src.name,
-        "target_species": tgt.name,
-        "table": table_name,
-        "policy": policy,
-        "n_mapped": n_mapped,
-    }
+    params = {"source_species": src.name, "target_species": tgt.name, "table": table_name, "policy": policy}
+    store_result(adata, key_added, params, n_mapped=n_mapped)
     return adata if copy else None

@@ -17,6 +17,7 @@ from xspecies._validation import (
     check_obs_key,
     get_matrix,
 )
+from xspecies.tl._results import store_result
 
 __all__ = ["prepare"]
 
@@ -121,8 +122,9 @@ def prepare(
     -------
     The filtered copy when ``copy=True``, else ``None``. ``uns[key_added]`` holds ``"removed"``: a
     DataFrame with one row per removed group (columns ``step``, ``reason``, ``group``, ``n_cells``; for the
-    ``hvg`` step ``n_cells`` is the number of genes dropped), the parameters, and ``n_obs_before``,
-    ``n_obs_after``, ``n_vars_before``, ``n_vars_after``. With HVG selection, ``var`` also gets the
+    ``hvg`` step ``n_cells`` is the number of genes dropped), ``"params"`` (the parameters; ``""`` for a
+    key and ``-1`` for ``n_top_genes`` that are ``None``), and ``n_obs_before``, ``n_obs_after``,
+    ``n_vars_before``, ``n_vars_after``. With HVG selection, ``var`` also gets the
     columns of :func:`scanpy.pp.highly_variable_genes`.
 
     Raises
@@ -203,19 +205,24 @@ def prepare(
         adata._inplace_subset_var(hvg["highly_variable"].to_numpy())
 
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
-    adata.uns[key_added] = {
-        "removed": report,
+    params = {
         "batch_key": batch_key or "",
         "labels_key": labels_key or "",
         "min_batch_size": min_batch_size,
         "min_genes_fraction": min_genes_fraction,
         "min_celltype_size": min_celltype_size,
         "n_top_genes": -1 if n_top_genes is None else n_top_genes,
-        "n_obs_before": n_obs_before,
-        "n_obs_after": adata.n_obs,
-        "n_vars_before": n_vars_before,
-        "n_vars_after": adata.n_vars,
     }
+    store_result(
+        adata,
+        key_added,
+        params,
+        removed=report,
+        n_obs_before=n_obs_before,
+        n_obs_after=adata.n_obs,
+        n_vars_before=n_vars_before,
+        n_vars_after=adata.n_vars,
+    )
     for step, reason, group, n in rows:
         logger.info(
             "prepare: removed %d %s (%s%s)",

@@ -7,6 +7,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from xspecies._docs import doc_key_added_table, doc_model_pair, doc_params, doc_random_state_sampling
 from xspecies._validation import check_int, check_positive_int
 
 from ._pair import check_pair, context_labels, label_set, target_labels
@@ -67,6 +68,7 @@ def _scale(df: pd.DataFrame, scale: str) -> pd.DataFrame:
     return df
 
 
+@doc_params(model_pair=doc_model_pair, key_added=doc_key_added_table, random_state=doc_random_state_sampling)
 def celltype_similarity(
     target,
     context,
@@ -96,10 +98,7 @@ def celltype_similarity(
 
     Parameters
     ----------
-    target
-        Trained :class:`~xspecies.model.TargetModel` built from ``context``.
-    context
-        Trained :class:`~xspecies.model.ContextModel` with its AnnData.
+    {model_pair}
     target_labels_key
         Target ``obs`` column with cell types (or transferred labels, see above).
     context_labels_key
@@ -113,10 +112,8 @@ def celltype_similarity(
         Row-wise scaling of the table: ``"none"`` (raw modal differences), ``"max"`` (divided by the
         largest absolute value of the row: values in ``[-1, 0]`` for negative rows, best match nearest
         0) or ``"min_max"`` (``0`` = worst, ``1`` = best context type of the row).
-    key_added
-        ``target.adata.uns`` key of the result.
-    random_state
-        Seed of the sampling.
+    {key_added}
+    {random_state}
     batch_size
         Minibatch size of the model's data loader.
     progress_bar
@@ -131,14 +128,25 @@ def celltype_similarity(
 
     Examples
     --------
-    The example needs trained models (``context`` on the mouse data, ``target`` built from it on the
-    human data; see :doc:`/getting_started`), so it is not run as a doctest:
+    Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch;
+    train as in :doc:`/getting_started` for meaningful results):
+
+    >>> import xspecies as xs
+    >>> context, target = xs.datasets.pancreas_models()
 
     >>> sim = xs.tl.celltype_similarity(
-    ...     target, context, target_labels_key="cell_ontology_class", context_labels_key="cell_ontology_class"
-    ... )  # doctest: +SKIP
-    >>> sim.idxmax(axis=1)  # best context type of every target type  # doctest: +SKIP
-    >>> xs.pl.celltype_similarity(target.adata)  # doctest: +SKIP
+    ...     target,
+    ...     context,
+    ...     target_labels_key="cell_ontology_class",
+    ...     context_labels_key="cell_ontology_class",
+    ...     n_target=100,  # the defaults sample more cells
+    ...     n_context=20,
+    ...     progress_bar=False,
+    ... )
+    >>> best = sim.idxmax(axis=1)  # best context type of every target type
+    >>> bool(best.isin(context.adata.obs["cell_ontology_class"]).all())
+    True
+    >>> ax = xs.pl.celltype_similarity(target.adata)
     """
     check_pair(target, context)
     if scale not in _SCALES:

@@ -11,6 +11,7 @@ from scipy import sparse
 from scipy.stats import chi2
 from tqdm.auto import tqdm
 
+from xspecies._docs import doc_key_added_table, doc_model_pair, doc_params, doc_random_state_sampling
 from xspecies._validation import check_fraction, check_int, check_number, check_positive_int
 
 if TYPE_CHECKING:  # torch is imported where it runs: importing xspecies.tl stays light
@@ -139,6 +140,7 @@ class _Sampler:
         return pick, (self.mean[pick] + np.sqrt(self.var[pick]) * noise).astype(np.float32)
 
 
+@doc_params(model_pair=doc_model_pair, key_added=doc_key_added_table, random_state=doc_random_state_sampling)
 def homologous_lfc(
     target,
     context,
@@ -189,10 +191,7 @@ def homologous_lfc(
 
     Parameters
     ----------
-    target
-        Trained :class:`~xspecies.model.TargetModel` built from ``context``.
-    context
-        Trained :class:`~xspecies.model.ContextModel` with its AnnData.
+    {model_pair}
     target_labels_key
         Target ``obs`` column with cell types.
     context_labels_key
@@ -208,10 +207,8 @@ def homologous_lfc(
     eps
         Added to the renormalised expression before the logarithm (damps LFCs of barely expressed
         genes).
-    key_added
-        ``target.adata.uns`` key of the result.
-    random_state
-        Seed of the sampling.
+    {key_added}
+    {random_state}
     batch_size
         Latent vectors decoded at once.
     progress_bar
@@ -227,14 +224,25 @@ def homologous_lfc(
 
     Examples
     --------
-    The example needs trained models (``context`` on the mouse data, ``target`` built from it on the
-    human data; see :doc:`/getting_started`), so it is not run as a doctest:
+    Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch;
+    train as in :doc:`/getting_started` for meaningful results):
+
+    >>> import xspecies as xs
+    >>> context, target = xs.datasets.pancreas_models()
 
     >>> lfc = xs.tl.homologous_lfc(
-    ...     target, context, target_labels_key="cell_ontology_class", context_labels_key="cell_ontology_class"
-    ... )  # doctest: +SKIP
-    >>> lfc.query("cell_type == 'beta' and p > 0.9").nlargest(10, "lfc")  # doctest: +SKIP
-    >>> xs.pl.homologous_lfc(target.adata, "beta")  # doctest: +SKIP
+    ...     target,
+    ...     context,
+    ...     target_labels_key="cell_ontology_class",
+    ...     context_labels_key="cell_ontology_class",
+    ...     cell_types=["type B pancreatic cell", "pancreatic A cell"],
+    ...     n_samples=500,  # the default 4000 for results
+    ...     progress_bar=False,
+    ... )
+    >>> beta = lfc.query("cell_type == 'type B pancreatic cell' and p > 0.9").nlargest(10, "lfc")
+    >>> list(beta.columns[:4])
+    ['cell_type', 'gene_target', 'gene_context', 'lfc']
+    >>> axes = xs.pl.homologous_lfc(target.adata, cell_types="type B pancreatic cell")
     """
     import torch
 
@@ -324,6 +332,7 @@ def _mean_normalised(counts, cells: np.ndarray, genes: np.ndarray) -> np.ndarray
     return np.asarray(scaled.mean(axis=0)).ravel()
 
 
+@doc_params(key_added=doc_key_added_table)
 def data_lfc(
     target,
     context,
@@ -357,8 +366,7 @@ def data_lfc(
         Cell types to evaluate; default all shared types.
     eps
         Added to the mean expression before the logarithm.
-    key_added
-        ``target.adata.uns`` key of the result.
+    {key_added}
 
     Returns
     -------
@@ -369,12 +377,19 @@ def data_lfc(
 
     Examples
     --------
-    The example needs trained models (see :doc:`/getting_started`), so it is not run as a doctest:
+    Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch;
+    train as in :doc:`/getting_started` for meaningful results):
 
-    >>> observed = xs.tl.data_lfc(
-    ...     target, context, target_labels_key="cell_ontology_class", context_labels_key="cell_ontology_class"
-    ... )  # doctest: +SKIP
-    >>> xs.pl.lfc_comparison(target.adata)  # doctest: +SKIP
+    >>> import xspecies as xs
+    >>> context, target = xs.datasets.pancreas_models()
+
+    >>> labels = {"target_labels_key": "cell_ontology_class", "context_labels_key": "cell_ontology_class"}
+    >>> types = ["type B pancreatic cell", "pancreatic A cell"]
+    >>> _ = xs.tl.homologous_lfc(target, context, **labels, cell_types=types, n_samples=500, progress_bar=False)
+    >>> observed = xs.tl.data_lfc(target, context, **labels, cell_types=types)
+    >>> sorted(target.adata.uns["data_lfc"])
+    ['params', 'table']
+    >>> axes = xs.pl.lfc_comparison(target.adata)
     """
     check_pair(target, context)
     check_number("eps", eps, minimum=0, open_min=True)

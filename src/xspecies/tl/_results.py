@@ -16,6 +16,34 @@ def store_result(adata: AnnData, key_added: str, params: Mapping, **fields) -> N
     adata.uns[key_added] = {"params": dict(params), **fields}
 
 
+def stored_params(stored: Mapping) -> dict:
+    """The parameters of a stored result ``uns[key_added]``, in either layout.
+
+    Results hold their parameters in ``stored["params"]``; an AnnData saved by an earlier xspecies
+    (``pp.homology_neighbors``, ``pp.translate_genes``, ``pp.prepare``) holds them at the top level
+    beside the results, which are then returned with them.
+
+    Parameters
+    ----------
+    stored
+        The ``uns[key_added]`` entry.
+
+    Returns
+    -------
+    dict
+        The parameters (``{}`` when none are recorded).
+
+    Examples
+    --------
+    >>> stored_params({"params": {"labels_key": "cell_type"}, "context_n_obs": 3})
+    {'labels_key': 'cell_type'}
+    >>> stored_params({"labels_key": "cell_type", "context_n_obs": 3})["labels_key"]
+    'cell_type'
+    """
+    params = stored.get("params")
+    return dict(params) if isinstance(params, Mapping) else dict(stored)
+
+
 def read_result(data, key: str, field: str, producer: str):
     """The ``field`` of a stored tool result, or ``data`` itself when it is not an AnnData.
 

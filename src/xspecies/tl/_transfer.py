@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
+from xspecies._docs import doc_params, doc_progress_bar
 from xspecies._validation import (
     check_fraction,
     check_neighbor_indices,
@@ -40,6 +41,7 @@ def _homology_candidates(target, n: int, n_context: int) -> np.ndarray | None:
     return check_neighbor_indices(target.adata.obsm[f"{key}_neighbors"], n_context, where)[:, :n]
 
 
+@doc_params(progress_bar=doc_progress_bar)
 def transfer_labels(
     target,
     context,
@@ -107,8 +109,7 @@ def transfer_labels(
         ``"xspecies_<labels_key>"``, so transfers of different label columns keep their results apart).
     batch_size
         Target cells scored at once.
-    progress_bar
-        Show progress.
+    {progress_bar}
 
     Returns
     -------
@@ -136,11 +137,16 @@ def transfer_labels(
 
     Examples
     --------
-    The example needs trained models (``context`` on the mouse data, ``target`` built from it on the
-    human data; see :doc:`/getting_started`), so it is not run as a doctest:
+    Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch;
+    train as in :doc:`/getting_started` for meaningful results):
 
-    >>> xs.tl.transfer_labels(target, context, labels_key="cell_ontology_class")  # doctest: +SKIP
-    >>> target.adata.obs["xspecies_cell_ontology_class_confidence"].median()  # doctest: +SKIP
+    >>> import xspecies as xs
+    >>> context, target = xs.datasets.pancreas_models()
+
+    >>> xs.tl.transfer_labels(target, context, labels_key="cell_ontology_class", progress_bar=False)
+    >>> confidence = target.adata.obs["xspecies_cell_ontology_class_confidence"]
+    >>> bool(confidence.between(0, 1).all())
+    True
     """
     check_pair(target, context)
     check_obs_key(context.adata, labels_key, "context", allow_nan=True)
