@@ -18,8 +18,11 @@ steady state. ``numba_cache`` records whether numba's on-disk cache is in use (p
 compile most functions with ``cache=True``; the first process on a machine pays the compilation, the
 next ones load it, unless the cache directory is not writable).
 
-``--dask N`` also measures ``tl.scice`` on the joint-latent graph of N + N cells with 1 and 2 workers
-of a Dask LocalCluster (``joblib.parallel_config(backend="dask")``).
+``--dask N`` also measures ``tl.scice`` on the neighbour graph of N resampled human cells (30 principal
+components) with 1 and 2 workers of a Dask LocalCluster (``joblib.parallel_config(backend="dask")``).
+
+``--model-cells M`` trains the models (one epoch each) on the first M cells per species and loads them
+onto all N cells, so that the analyses run on N cells where training on N cells takes too long.
 
 Usage::
 
@@ -110,9 +113,9 @@ class Runner:
         rss_before = psutil.Process().memory_info().rss / 2**30
         try:
             with PeakMemory() as mem:
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 extra = func() or {}
-                seconds = time.perf_counter() - start
+                seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         except Exception as error:  # recorded with its reason: the other stages still run
             logging.exception("stage %s failed", name)
             self.records[name] = {"status": "failed", "reason": f"{type(error).__name__}: {error}"[:500]}
@@ -123,6 +126,8 @@ class Runner:
             "status": "ok",
             "seconds": seconds,
             "seconds_per_1k_cells": 1000 * seconds / cells,
+            "cpu_seconds": cpu,
+            "cpu_seconds_per_1k_cells": 1000 * cpu / cells,
             "peak_rss_gib": mem.peak,
             "rss_before_gib": rss_before,
             **extra,
@@ -186,22 +191,39 @@ def run_size(size: int, stages: list[str], model_cells: int | None) -> dict:
 
         run.timed("homology_neighbors", homology)
     train = {"max_epochs": 1, "enable_progress_bar": False}
+    # with model_cells < size, one epoch on the first model_cells cells, then the model is loaded
+    # onto all cells (scvi-tools' load with a new AnnData): the analyses still run on every cell
+    sub = model_cells is not None and model_cells < size
+
+    def on_all_cells(name: str, model_cls, adata):
+        with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
+            models[name].save(tmp, overwrite=True)
+            models[name] = model_cls.load(tmp, adata=adata)
+
     if "context_epoch" in stages:
 
         def context_epoch():
-            xs.model.ContextModel.setup_anndata(mouse, batch_key=BATCH, labels_key=LABELS)
-            models["context"] = xs.model.ContextModel(mouse)
+            data = mouse[:model_cells].copy() if sub else mouse
+            xs.model.ContextModel.setup_anndata(data, batch_key=BATCH, labels_key=LABELS)
+            models["context"] = xs.model.ContextModel(data)
             models["context"].train(**train)
+            if sub:
+                on_all_cells("context", xs.model.ContextModel, mouse)
+            return {"trained_on_cells": model_cells} if sub else {}
 
-        run.timed("context_epoch", context_epoch)
+        run.timed("context_epoch", context_epoch, cells=model_cells if sub else None)
     if "target_epoch" in stages:
 
         def target_epoch():
-            xs.model.TargetModel.setup_anndata(human, batch_key=BATCH)
-            models["target"] = xs.model.TargetModel.from_context(models["context"], human)
+            data = human[:model_cells].copy() if sub else human
+            xs.model.TargetModel.setup_anndata(data, batch_key=BATCH)
+            models["target"] = xs.model.TargetModel.from_context(models["context"], data)
             models["target"].train(**train)
+            if sub:
+                on_all_cells("target", xs.model.TargetModel, human)
+            return {"trained_on_cells": model_cells} if sub else {}
 
-        run.timed("target_epoch", target_epoch)
+        run.timed("target_epoch", target_epoch, cells=model_cells if sub else None)
     target, context = models.get("target"), models.get("context")
     if "transfer_labels" in stages:
         run.timed(
@@ -239,8 +261,6 @@ def run_size(size: int, stages: list[str], model_cells: int | None) -> dict:
             return {"params": SCICE, "n_cluster": np.asarray(info["n_cluster"]).tolist()}
 
         run.timed("scice", scice)
-        if os.environ.get("XSPECIES_SCALE_SAVE_GRAPH") and "adata" in joint:
-            joint["adata"].write_h5ad(Path(os.environ["XSPECIES_SCALE_SAVE_GRAPH"]))
     if "save_load" in stages:
 
         def save_load():
@@ -261,32 +281,24 @@ def run_size(size: int, stages: list[str], model_cells: int | None) -> dict:
 
 
 def run_dask(size: int) -> dict:
-    """tl.scice on the joint-latent graph of ``size`` + ``size`` cells, serial and on 1 and 2 Dask workers."""
-    import anndata as ad
+    """tl.scice with 1 and 2 workers of a Dask LocalCluster on the graph of ``size`` resampled human cells.
+
+    The graph: log1p of the normalised counts, 30 principal components, scanpy's 15-neighbour graph.
+    """
     import joblib
+    import scanpy as sc
     from dask.distributed import Client, LocalCluster
 
     import xspecies as xs
 
-    graph_file = Path(tempfile.gettempdir()) / f"xspecies_scale_graph_{size}.h5ad"
-    if not graph_file.exists():
-        env = {**os.environ, "XSPECIES_SCALE_SAVE_GRAPH": str(graph_file)}
-        stages = [
-            "translate_genes",
-            "homology_neighbors",
-            "context_epoch",
-            "target_epoch",
-            "neighbors",
-            "scice",
-        ]
-        subprocess.run(
-            [sys.executable, __file__, "--worker", str(size), "--stages", *stages, "--out", os.devnull],
-            check=True,
-            env=env,
-        )
-    adata = ad.read_h5ad(graph_file)
+    _, adata = resampled_pair(DATA, size)
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
+    sc.pp.pca(adata, n_comps=30, random_state=0)
+    sc.pp.neighbors(adata, n_neighbors=15, random_state=0)
     params = {**SCICE, "n_trials": 8}
-    record = {"n_cells_graph": adata.n_obs, "params": params, "gflops_before": gemm_rate(), "runs": {}}
+    record = {"n_cells_graph": adata.n_obs, "params": params, "gflops_before": gemm_rate(), "seconds": {}}
+    labels = {}
     for workers in (1, 2):
         with (
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster,
@@ -295,25 +307,29 @@ def run_dask(size: int) -> dict:
             with joblib.parallel_config(backend="dask"):
                 start = time.perf_counter()
                 xs.tl.scice(adata, random_state=0, n_jobs=workers, **params)
-                record["runs"][str(workers)] = time.perf_counter() - start
-                labels = adata.obs["scice"].to_numpy().copy()
-        record.setdefault("labels_equal", True)
-        record["labels_equal"] &= bool(np.array_equal(labels, record.pop("_labels", labels)))
-        record["_labels"] = labels
-    record.pop("_labels")
-    record["speedup_1_to_2_workers"] = record["runs"]["1"] / record["runs"]["2"]
+                record["seconds"][str(workers)] = time.perf_counter() - start
+        labels[workers] = adata.obs["scice"].to_numpy().copy()
+        logging.warning("scice on %d Dask workers: %.1f s", workers, record["seconds"][str(workers)])
+    record["same_labels"] = bool(np.array_equal(labels[1], labels[2]))
+    record["speedup_1_to_2_workers"] = record["seconds"]["1"] / record["seconds"]["2"]
     record["gflops_after"] = gemm_rate()
     return record
 
 
 def growth(sizes: dict) -> dict:
-    """Seconds per cell at 200k over 10k, per stage (the target is at most 1.3)."""
+    """Seconds (wall and CPU) per cell at 200k over 10k, per stage (the target is at most 1.3)."""
     small, large = sizes.get("10000", {}).get("stages", {}), sizes.get("200000", {}).get("stages", {})
-    return {
-        name: large[name]["seconds_per_1k_cells"] / small[name]["seconds_per_1k_cells"]
-        for name in small
-        if small[name].get("status") == "ok" and large.get(name, {}).get("status") == "ok"
-    }
+    ratios = {}
+    for name, record in small.items():
+        other = large.get(name, {})
+        if record.get("status") != "ok" or other.get("status") != "ok":
+            continue
+        ratios[name] = {
+            kind: other[f"{kind}_per_1k_cells"] / record[f"{kind}_per_1k_cells"]
+            for kind in ("seconds", "cpu_seconds")
+            if f"{kind}_per_1k_cells" in record and f"{kind}_per_1k_cells" in other
+        }
+    return ratios
 
 
 def main() -> None:
@@ -321,24 +337,32 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 50_000, 200_000, 1_000_000])
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument("--dask", type=int, default=None, help="cells per species of the Dask measurement")
+    parser.add_argument(
+        "--model-cells",
+        type=int,
+        default=None,
+        help="train the models (one epoch) on this many cells per species and load them onto all cells",
+    )
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--note", default=None, help="note stored with the sizes run")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON file the results are merged into")
     args = parser.parse_args()
     logging.basicConfig(format="%(asctime)s %(message)s")
     warnings.filterwarnings("ignore")
     if args.worker is not None:
-        result = run_size(args.worker, args.stages, None)
+        result = run_size(args.worker, args.stages, args.model_cells)
         Path(args.out).write_text(json.dumps(result))
         return
 
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"sizes": {}}
     for size in args.sizes:
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             proc = subprocess.run(
                 [sys.executable, __file__, "--worker", str(size), "--stages", *args.stages, "--out", out.name]
+                + ([] if args.model_cells is None else ["--model-cells", str(args.model_cells)])
             )
             text = Path(out.name).read_text()
+        results = json.loads(args.results.read_text()) if args.results.exists() else {"sizes": {}}
         if proc.returncode or not text:
             entry = results["sizes"].setdefault(str(size), {"stages": {}})
             for name in args.stages:
@@ -353,9 +377,9 @@ def main() -> None:
             entry.update(result)
             if args.note:
                 entry["note"] = args.note
-        RESULTS.parent.mkdir(exist_ok=True)
         results["growth_10k_to_200k"] = growth(results["sizes"])
-        RESULTS.write_text(json.dumps(results, indent=1))
+        args.results.write_text(json.dumps(results, indent=1))
+    results = json.loads(args.results.read_text()) if args.results.exists() else {"sizes": {}}
     if args.dask:
         results["dask_scice"] = run_dask(args.dask)
     results.update(
@@ -365,7 +389,7 @@ def main() -> None:
             "targets": TARGETS,
         }
     )
-    RESULTS.write_text(json.dumps(results, indent=1))
+    args.results.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
