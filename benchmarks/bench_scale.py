@@ -296,7 +296,9 @@ def run_dask(size: int) -> dict:
     sc.pp.log1p(adata)
     sc.pp.pca(adata, n_comps=30, random_state=0)
     sc.pp.neighbors(adata, n_neighbors=15, random_state=0)
-    params = {**SCICE, "n_trials": 8}
+    # manual mode: a fixed number of Leiden runs (2 resolutions x 8 trials), no search
+    params = {"resolution": [0.5, 1.0], "objective_function": "modularity", "n_trials": 8, "n_bootstrap": 20}
+    params["progress_bar"] = False
     record = {"n_cells_graph": adata.n_obs, "params": params, "gflops_before": gemm_rate(), "seconds": {}}
     labels = {}
     for workers in (1, 2):

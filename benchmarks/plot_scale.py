@@ -1,6 +1,7 @@
 """Log-log figure of seconds per stage against cells per species, from benchmarks/results/scale.json.
 
-Usage: ``python benchmarks/plot_scale.py [--results FILE] [--out docs/_static/scale.png]``.
+Usage: ``python benchmarks/plot_scale.py [--results FILE] [--out docs/_static/scale.png]``; also prints
+the table of docs/benchmarks.md (wall and CPU seconds per 1,000 cells, peak RSS) as Markdown.
 """
 
 from __future__ import annotations
@@ -15,6 +16,28 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 HERE = Path(__file__).resolve().parent
+
+
+def table(sizes: dict) -> str:
+    """Markdown table: one row per stage, per size ``wall s / 1k cells (CPU) | peak RSS GiB``."""
+    order = sorted(sizes, key=int)
+    names = list(dict.fromkeys(name for size in order for name in sizes[size]["stages"]))
+    head = "| stage | " + " | ".join(f"{int(size):,} cells" for size in order) + " |"
+    lines = [head, "|" + "---|" * (len(order) + 1)]
+    for name in names:
+        cells = []
+        for size in order:
+            record = sizes[size]["stages"].get(name)
+            if record is None:
+                cells.append("")
+            elif record.get("status") != "ok":
+                cells.append(record.get("status", ""))
+            else:
+                cpu = record.get("cpu_seconds_per_1k_cells")
+                cpu = "" if cpu is None else f" ({cpu:.3g} CPU)"
+                cells.append(f"{record['seconds_per_1k_cells']:.3g}{cpu}, {record['peak_rss_gib']:.2f} GiB")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -47,6 +70,7 @@ def main() -> None:
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
+    print(table(sizes))
 
 
 if __name__ == "__main__":
