@@ -97,10 +97,14 @@ def numba_cache_state() -> dict:
 
 
 class Runner:
-    """Times the stages of one size in this process and keeps their records."""
+    """Times the stages of one size in this process; its records are written to ``out`` after each stage."""
 
-    def __init__(self, size: int, stages: list[str]):
+    def __init__(self, size: int, stages: list[str], out: Path, header: dict):
         self.size, self.stages, self.records, self.state = size, stages, {}, {}
+        self.out, self.header = out, header
+
+    def write(self, **extra) -> None:
+        self.out.write_text(json.dumps({**self.header, **extra, "stages": self.records}))
 
     def timed(self, name: str, func, cells: int | None = None) -> None:
         missing = [need for need in NEEDS.get(name, ()) if need not in self.state]
@@ -133,6 +137,7 @@ class Runner:
             **extra,
         }
         logging.warning("%d cells: %s %.1f s, peak RSS %.2f GiB", self.size, name, seconds, mem.peak)
+        self.write()
 
 
 def first_call_pynndescent() -> None:
@@ -153,7 +158,7 @@ def first_call_neighbors() -> None:
     sc.pp.neighbors(ad.AnnData(x), use_rep="X", n_neighbors=15)
 
 
-def run_size(size: int, stages: list[str], model_cells: int | None) -> dict:
+def run_size(size: int, stages: list[str], model_cells: int | None, out: Path) -> None:
     """Every requested stage on ``size`` resampled cells per species, in this process."""
     import anndata as ad
     import scanpy as sc
@@ -165,7 +170,7 @@ def run_size(size: int, stages: list[str], model_cells: int | None) -> dict:
     scvi.settings.seed = 0
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     probe_before = gemm_rate()
-    run = Runner(size, stages)
+    run = Runner(size, stages, out, {"n_cells_per_species": size, "gflops_before": probe_before})
     pair = {}
 
     def load():
@@ -272,12 +277,7 @@ def run_size(size: int, stages: list[str], model_cells: int | None) -> dict:
                 return {"loaded_n_obs": loaded.adata.n_obs}
 
         run.timed("save_load", save_load)
-    return {
-        "n_cells_per_species": size,
-        "gflops_before": probe_before,
-        "gflops_after": gemm_rate(),
-        "stages": run.records,
-    }
+    run.write(gflops_after=gemm_rate())
 
 
 def run_dask(size: int) -> dict:
@@ -354,8 +354,7 @@ def main() -> None:
     logging.basicConfig(format="%(asctime)s %(message)s")
     warnings.filterwarnings("ignore")
     if args.worker is not None:
-        result = run_size(args.worker, args.stages, args.model_cells)
-        Path(args.out).write_text(json.dumps(result))
+        run_size(args.worker, args.stages, args.model_cells, Path(args.out))
         return
 
     for size in args.sizes:
