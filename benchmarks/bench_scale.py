@@ -237,14 +237,18 @@ def run_size(size: int, stages: list[str], model_cells: int | None, out: Path) -
         )
     pair_keys = {"target_labels_key": LABELS, "context_labels_key": LABELS, "progress_bar": False}
     if "homologous_lfc" in stages:
-        run.timed("homologous_lfc", lambda: xs.tl.homologous_lfc(target, context, **pair_keys) and None)
+        run.timed(
+            "homologous_lfc", lambda: {"n_rows": len(xs.tl.homologous_lfc(target, context, **pair_keys))}
+        )
     if "celltype_similarity" in stages:
         run.timed(
-            "celltype_similarity", lambda: xs.tl.celltype_similarity(target, context, **pair_keys) and None
+            "celltype_similarity",
+            lambda: {"shape": list(xs.tl.celltype_similarity(target, context, **pair_keys).shape)},
         )
     if "similar_cells" in stages:
         run.timed(
-            "similar_cells", lambda: xs.tl.similar_cells(target, context, index=0, labels_key=LABELS) and None
+            "similar_cells",
+            lambda: {"n_rows": len(xs.tl.similar_cells(target, context, index=0, labels_key=LABELS))},
         )
     joint = {}
     if "neighbors" in stages or "scice" in stages:
