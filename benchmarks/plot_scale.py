@@ -34,7 +34,7 @@ def table(sizes: dict) -> str:
             if record is None:
                 cells.append("")
             elif record.get("status") != "ok":
-                cells.append(record.get("status", ""))
+                cells.append(record.get("status", "").replace("_", " "))
             elif name.endswith("_first_call"):  # a fixed cost: total seconds
                 cpu = record.get("cpu_seconds")
                 cpu = "" if cpu is None else f" ({cpu:.0f} CPU)"
@@ -42,7 +42,9 @@ def table(sizes: dict) -> str:
             else:
                 cpu = record.get("cpu_seconds_per_1k_cells")
                 cpu = "" if cpu is None else f" ({cpu:.3g} CPU)"
-                cells.append(f"{record['seconds_per_1k_cells']:.3g}{cpu}, {record['peak_rss_gib']:.2f} GiB")
+                rss = record.get("peak_rss_gib")
+                rss = "RSS not recorded" if rss is None else f"{rss:.2f} GiB"
+                cells.append(f"{record['seconds_per_1k_cells']:.3g}{cpu}, {rss}")
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
