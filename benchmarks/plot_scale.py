@@ -60,7 +60,7 @@ def main() -> None:
         for name, record in entry["stages"].items():
             if record.get("status") == "ok" and not name.endswith("_first_call") and name != "resample":
                 stages.setdefault(name, []).append((int(size), record["seconds"]))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     markers = "os^vD<>ph*xP"
     for i, (name, points) in enumerate(sorted(stages.items())):
         xs, ys = zip(*points, strict=True)
@@ -74,7 +74,7 @@ def main() -> None:
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.axline((1e4, 1), (1e6, 100), color="grey", linestyle=":", label="linear in cells")
-    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)

@@ -214,4 +214,6 @@ def test_approximate_search_streams_blocks_of_cells(monkeypatch):
     assert max(rows_seen) <= 40  # the SVD sample or one block, never a whole matrix (70 or 90 cells)
     assert rows_seen.count(16) >= 8
     np.testing.assert_array_equal(whole.obsm["homology_neighbors"], blocked.obsm["homology_neighbors"])
-    np.testing.assert_allclose(whole.obsm["homology_distances"], blocked.obsm["homology_distances"], atol=1e-6)
+    np.testing.assert_allclose(
+        whole.obsm["homology_distances"], blocked.obsm["homology_distances"], atol=1e-6
+    )
