@@ -197,3 +197,29 @@ def test_exact_search_without_dense_context_cache(monkeypatch):
     np.testing.assert_allclose(
         cached.obsm["homology_distances"], blocked.obsm["homology_distances"], atol=1e-6
     )
+
+
+def test_approximate_search_streams_blocks_of_cells(monkeypatch):
+    """The approximate search transforms blocks of BLOCK_CELLS cells: same result as one block."""
+    from xspecies.pp import _homology
+
+    target, context = _pair(n_target=70, n_context=90)
+    monkeypatch.setattr(_homology, "SVD_FIT_CELLS", 40)
+    kwargs = {"n_neighbors": 12, "n_vote": 5, "method": "pynndescent", "n_components": 5, "copy": True}
+    whole = xs.pp.homology_neighbors(target, context, **kwargs)
+    rows_seen = []
+    transform = _homology._log1p_rows
+
+    def spy(X, cols, metric):
+        rows_seen.append(X.shape[0])
+        return transform(X, cols, metric)
+
+    monkeypatch.setattr(_homology, "BLOCK_CELLS", 16)
+    monkeypatch.setattr(_homology, "_log1p_rows", spy)
+    blocked = xs.pp.homology_neighbors(target, context, **kwargs)
+    assert max(rows_seen) <= 40  # the SVD sample or one block, never a whole matrix (70 or 90 cells)
+    assert rows_seen.count(16) >= 8
+    np.testing.assert_array_equal(whole.obsm["homology_neighbors"], blocked.obsm["homology_neighbors"])
+    np.testing.assert_allclose(
+        whole.obsm["homology_distances"], blocked.obsm["homology_distances"], atol=1e-6
+    )

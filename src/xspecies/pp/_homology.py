@@ -37,6 +37,8 @@ EXACT_MAX_WORK = 5e11
 DENSE_CONTEXT_BYTES = 2**29
 #: cells used to fit the truncated SVD of the approximate search
 SVD_FIT_CELLS = 20_000
+#: cells log1p-transformed and projected at once by the approximate search (bounds its working memory)
+BLOCK_CELLS = 50_000
 
 
 def shared_genes(
@@ -165,54 +167,93 @@ def _exact(T, C, k: int, metric: str, batch_size: int, progress_bar: bool):
     return idx, dist
 
 
-def _approximate(T, C, k: int, metric: str, n_components: int, random_state: int, progress_bar: bool):
+def _reduced(X, cols: np.ndarray, rows: np.ndarray, metric: str, svd) -> np.ndarray:
+    """``svd`` projection of the log1p rows ``rows`` of ``X`` (float32), ``BLOCK_CELLS`` rows at a time."""
+    out = np.empty((len(rows), svd.n_components), dtype=np.float32)
+    for start in range(0, len(rows), BLOCK_CELLS):
+        block = rows[start : start + BLOCK_CELLS]
+        out[start : start + len(block)] = svd.transform(_log1p_rows(X[block], cols, metric))
+    return out
+
+
+def _approximate(
+    Xt,
+    Xc,
+    cols: tuple[np.ndarray, np.ndarray],
+    searched: np.ndarray,
+    k: int,
+    metric: str,
+    n_components: int,
+    random_state: int,
+    progress_bar: bool,
+):
     """Approximate k nearest context rows: joint truncated SVD, then a pynndescent index on the context.
 
-    The SVD is fitted on at most ``SVD_FIT_CELLS`` cells drawn from both sides; distances are those of the
-    reduced space (cosine or euclidean).
+    The SVD is fitted on at most ``SVD_FIT_CELLS`` cells drawn from both sides (target cells and the
+    ``searched`` context cells); the count matrices ``Xt`` and ``Xc`` are log1p-transformed and
+    projected ``BLOCK_CELLS`` rows at a time, so no transformed copy of them is held. Distances are
+    those of the reduced space (cosine or euclidean); the indices are positions in ``searched``.
     """
     import pynndescent
     from sklearn.decomposition import TruncatedSVD
 
     rng = np.random.default_rng(random_state)
-    n_fit = min(T.shape[0] + C.shape[0], SVD_FIT_CELLS)
-    n_fit_t = round(n_fit * T.shape[0] / (T.shape[0] + C.shape[0]))
+    n_t, n_c = Xt.shape[0], len(searched)
+    n_fit = min(n_t + n_c, SVD_FIT_CELLS)
+    n_fit_t = round(n_fit * n_t / (n_t + n_c))
+    rows = (np.arange(n_t), searched)
     sample = [
-        M[np.sort(rng.choice(M.shape[0], size=min(n, M.shape[0]), replace=False))]
-        for M, n in ((T, n_fit_t), (C, n_fit - n_fit_t))
+        _log1p_rows(X[r[np.sort(rng.choice(len(r), size=min(n, len(r)), replace=False))]], c, metric)
+        for X, r, c, n in zip((Xt, Xc), rows, cols, (n_fit_t, n_fit - n_fit_t), strict=True)
     ]
-    n_components = max(2, min(n_components, T.shape[1] - 1))
+    n_components = max(2, min(n_components, len(cols[0]) - 1))
     svd = TruncatedSVD(n_components, n_iter=3, random_state=random_state).fit(sparse.vstack(sample).tocsr())
-    Zt, Zc = (svd.transform(M).astype(np.float32) for M in (T, C))
+    Zt, Zc = (_reduced(X, c, r, metric, svd) for X, c, r in zip((Xt, Xc), cols, rows, strict=True))
     index = pynndescent.NNDescent(
         Zc, metric=metric, n_neighbors=30, random_state=random_state, low_memory=True, verbose=progress_bar
     )
     idx, dist = index.query(Zt, k=k, epsilon=0.1)
-    return idx.astype(np.int64), dist.astype(np.float32)
+    return idx, dist
 
 
-def _cells_with_counts(T, C, target: AnnData, context: AnnData, n_neighbors: int) -> np.ndarray:
+def _counts_on(X, cols: np.ndarray) -> np.ndarray:
+    """Total counts of every row of ``X`` on the columns ``cols`` (a sparse product: no copy of ``X``)."""
+    mask = np.zeros(X.shape[1], dtype=np.float64)
+    mask[cols] = 1.0
+    return np.asarray(X @ mask).ravel()
+
+
+def _cells_with_counts(Xt, Xc, cols, target: AnnData, context: AnnData, n_neighbors: int) -> np.ndarray:
     """Context rows with counts on the shared genes; raise on target cells without any.
 
     A cell without counts on the shared genes has no direction (cosine) and no place among its
     neighbours: a target cell would get arbitrary neighbours, a context cell is never a neighbour.
     """
-    empty = np.asarray(T.sum(axis=1)).ravel() <= 0
+    empty = _counts_on(Xt, cols[0]) <= 0
     if empty.any():
         raise ValueError(
-            f"{int(empty.sum())} target cells have no counts on the {T.shape[1]} shared genes, e.g. "
+            f"{int(empty.sum())} target cells have no counts on the {len(cols[0])} shared genes, e.g. "
             f"{target.obs_names[int(np.flatnonzero(empty)[0])]!r}: their neighbours would be arbitrary. "
             "Remove them first (e.g. keep the cells with counts on the genes in "
             "target.var[ortholog_key])."
         )
-    searched = np.flatnonzero(np.asarray(C.sum(axis=1)).ravel() > 0)
+    searched = np.flatnonzero(_counts_on(Xc, cols[1]) > 0)
     if len(searched) < n_neighbors:
         raise ValueError(
-            f"only {len(searched)} of the {context.n_obs} context cells have counts on the {C.shape[1]} shared "
-            f"genes, fewer than n_neighbors={n_neighbors}"
+            f"only {len(searched)} of the {context.n_obs} context cells have counts on the {len(cols[1])} "
+            f"shared genes, fewer than n_neighbors={n_neighbors}"
             + (" (the context holds no counts on them at all)." if not len(searched) else ".")
         )
     return searched
+
+
+def _genes_with_counts(Xt, Xc, cols: tuple[np.ndarray, np.ndarray]) -> int:
+    """Shared genes with a stored entry on both sides (the others add nothing to the exact search)."""
+    stored = [
+        np.bincount(sparse.csr_matrix(X).indices, minlength=X.shape[1])[c] > 0
+        for X, c in zip((Xt, Xc), cols, strict=True)
+    ]
+    return int((stored[0] & stored[1]).sum())
 
 
 def _top_percent(
@@ -261,7 +302,9 @@ def homology_neighbors(
     matched to ``context.var_names``) are log1p-transformed and compared across species; the labels of the
     closest context cells give a first label transfer and an agreement score that tells which target
     cells are trusted for alignment. Matrices stay sparse; the exact search densifies one block of cells
-    at a time.
+    at a time, and the approximate one transforms and projects 50,000 cells at a time, so its memory
+    is the counts plus the reduced space and the result (measured up to 1M + 1M cells:
+    :doc:`/large_datasets`).
 
     Parameters
     ----------
@@ -375,18 +418,21 @@ def homology_neighbors(
     check_counts(target, layer, "target")
     check_counts(context, layer, "context")
 
-    T = _log1p_rows(get_matrix(target, layer), t_idx, metric)
-    C = _log1p_rows(get_matrix(context, layer), c_idx, metric)
-    searched = _cells_with_counts(T, C, target, context, n_neighbors)
-    C = C[searched]
+    Xt, Xc = (sparse.csr_matrix(get_matrix(a, layer)) for a in (target, context))  # no copy of CSR
+    cols = (t_idx, c_idx)
+    searched = _cells_with_counts(Xt, Xc, cols, target, context, n_neighbors)
     if method == "auto":
-        n_genes = int(((T.getnnz(axis=0) > 0) & (C.getnnz(axis=0) > 0)).sum())
-        method = "exact" if target.n_obs * C.shape[0] * n_genes <= EXACT_MAX_WORK else "pynndescent"
+        work = target.n_obs * len(searched) * _genes_with_counts(Xt, Xc, cols)
+        method = "exact" if work <= EXACT_MAX_WORK else "pynndescent"
     if method == "exact":
+        T, C = _log1p_rows(Xt, t_idx, metric), _log1p_rows(Xc[searched], c_idx, metric)
         idx, dist = _exact(T, C, n_neighbors, metric, batch_size, progress_bar)
     else:
-        idx, dist = _approximate(T, C, n_neighbors, metric, n_components, random_state, progress_bar)
-    idx = searched[idx]
+        idx, dist = _approximate(
+            Xt, Xc, cols, searched, n_neighbors, metric, n_components, random_state, progress_bar
+        )
+    idx = searched[idx]  # int64 positions in the context
+    dist = dist.astype(np.float32, copy=False)
 
     target = target.copy() if copy else target
     target.obsm[f"{key_added}_neighbors"] = idx
