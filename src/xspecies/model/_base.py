@@ -307,12 +307,14 @@ class SpeciesDataSplitter(DataSplitter):
 
     Examples
     --------
-    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-    (minutes of training).
+    Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-    >>> splitter = SpeciesDataSplitter(context.adata_manager, train_size=0.9)  # doctest: +SKIP
-    >>> splitter.setup()  # doctest: +SKIP
-    >>> len(splitter.train_idx) + len(splitter.val_idx) == context.adata.n_obs  # doctest: +SKIP
+    >>> import xspecies as xs
+    >>> from xspecies.model._base import SpeciesDataSplitter
+    >>> context, target = xs.datasets.pancreas_models()
+    >>> splitter = SpeciesDataSplitter(context.adata_manager, train_size=0.9)
+    >>> splitter.setup()
+    >>> len(splitter.train_idx) + len(splitter.val_idx) == context.adata.n_obs
     True
     """
 

@@ -125,12 +125,15 @@ class PartnerLoaders:
 
     Examples
     --------
-    Not run as doctests: they need ``context``/``target`` models trained on the pancreas demo
-    (minutes of training).
+    Tiny models trained on the pancreas demo (:func:`xspecies.datasets.pancreas_models`, one epoch):
 
-    >>> loaders = PartnerLoaders(target.adata_manager, np.arange(512), batch_size=256)  # doctest: +SKIP
-    >>> len(loaders(0, 1)), len(loaders(1, 2))  # doctest: +SKIP
-    (2, 1)
+    >>> import numpy as np
+    >>> import xspecies as xs
+    >>> from xspecies.model._training import PartnerLoaders
+    >>> context, target = xs.datasets.pancreas_models()
+    >>> loaders = PartnerLoaders(target.adata_manager, np.arange(200), batch_size=64)
+    >>> len(loaders(0, 1)), len(loaders(0, 2)), len(loaders(1, 2))  # 4 minibatches: 4, 2 and 2
+    (4, 2, 2)
     """
 
     adata_manager: object
@@ -152,7 +155,11 @@ class PartnerLoaders:
 
         Examples
         --------
-        >>> PartnerLoaders(target.adata_manager, np.arange(10), batch_size=4)(1, 2).indices  # doctest: +SKIP
+        >>> import numpy as np
+        >>> import xspecies as xs
+        >>> from xspecies.model._training import PartnerLoaders
+        >>> context, target = xs.datasets.pancreas_models()
+        >>> PartnerLoaders(target.adata_manager, np.arange(10), batch_size=4)(1, 2).indices
         array([4, 5, 6, 7])
         """
         blocks = [
