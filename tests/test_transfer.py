@@ -72,7 +72,6 @@ def test_end_to_end_demo(demo_pair):
     assert report.recall["type B pancreatic cell"] > 0.8, report.recall
     assert report.recall["pancreatic ductal cell"] > 0.8, report.recall
     key = "xspecies_cell_ontology_class"
-    novel = (human.obs["cell_ontology_class"] == "pancreatic acinar cell").to_numpy()
     conf = human.obs[f"{key}_confidence"].to_numpy()
     assert ((conf >= 0) & (conf <= 1)).all()
     pvalue = human.obs[f"{key}_novelty_pvalue"].to_numpy()
@@ -83,4 +82,3 @@ def test_end_to_end_demo(demo_pair):
     assert human.uns[key]["params"]["novel_alpha"] == 0.05
     assert 0.5 < human.uns[key]["calibration"]["accuracy"] <= 1
     assert report.ece is not None and 0 <= report.ece <= 1
-    print(report.flag_rate.to_dict(), report.ece, report.accuracy)
