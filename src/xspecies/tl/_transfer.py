@@ -123,8 +123,9 @@ def transfer_labels(
       flag rate ``novel_alpha``: a cell's *outlyingness* is its distance to its ``n_neighbors``-th nearest
       context cell divided by the mean of that distance for those context cells; its ``novelty_pvalue``
       is the share of context cells (each left out of its own search) at least as outlying, and
-      ``novel`` is ``novelty_pvalue <= novel_alpha``. A target cell of a type the context has is, once
-      aligned, like a context cell left out: it is flagged with probability about ``novel_alpha``.
+      ``novel`` is ``novelty_pvalue <= novel_alpha``. A context cell left out is flagged with
+      probability at most ``novel_alpha``, and so is a target cell of a type the context has to the
+      extent that the model aligned it with the context cells of its type.
 
     The ``fit`` of every cell is kept as a diagnostic: how well the context explains the cell compared
     with its own species, the median similarity of its ``n_vote`` nearest **target** cells over that of
