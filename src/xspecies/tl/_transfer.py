@@ -218,6 +218,7 @@ def transfer_labels(
     check_fraction("novel_alpha", novel_alpha, open_min=True, open_max=True)
     check_positive_int("n_neighbors", n_neighbors)
     check_int("calibration_folds", calibration_folds, minimum=2)
+    check_int("random_state", random_state, minimum=0)
     check_weighting(weighting)
     if candidates not in CANDIDATE_SOURCES:
         raise ValueError(f"unknown candidates {candidates!r}: use one of {CANDIDATE_SOURCES}.")
