@@ -7,7 +7,13 @@ from anndata import AnnData
 
 import xspecies as xs
 from xspecies.tl._evaluate import expected_calibration_error, reliability_table
-from xspecies.tl._transfer import _conformal_pvalues, _held_out_votes, _outlyingness
+from xspecies.tl._transfer import (
+    _conformal_pvalues,
+    _held_out_votes,
+    _novelty_pvalues,
+    _outlyingness,
+    _shared_probability,
+)
 
 
 def _blobs(n_per: int, centers, seed: int):
@@ -27,6 +33,31 @@ def test_novelty_test_false_flag_rate_and_power():
     assert 0.01 < np.mean(p_shared <= 0.05) < 0.10  # the stated false flag rate, up to sampling
     assert np.mean(p_novel <= 0.05) > 0.95
     assert p_shared.min() >= 1 / 601 and p_shared.max() <= 1.0
+
+
+def test_novelty_test_removes_a_species_gap():
+    # the target cells of shared types sit less tightly among the context cells than these among
+    # themselves (a species gap): against the context alone most would be flagged
+    context, _ = _blobs(300, [(0, 0), (8, 0)], seed=0)
+    shared = _blobs(300, [(0, 0), (8, 0)], seed=1)[0] + np.random.default_rng(4).normal(0, 1.2, (600, 2))
+    novel, _ = _blobs(60, [(4, 9)], seed=2)
+    null = _outlyingness(context, None, 15)
+    scores = _outlyingness(context, np.concatenate([shared, novel]), 15)
+    assert np.mean(_conformal_pvalues(null, scores[:600]) <= 0.05) > 0.2  # the gap, uncorrected
+    pvalue = _novelty_pvalues(null, scores)
+    assert np.mean(pvalue[:600] <= 0.05) < 0.08
+    assert np.mean(pvalue[600:] <= 0.05) > 0.9
+
+
+def test_shared_probability_is_a_local_fdr():
+    rng = np.random.default_rng(0)
+    uniform = rng.uniform(size=5000)
+    np.testing.assert_allclose(_shared_probability(uniform), 1.0, atol=0.1)
+    # 20 % of the cells with p-values near 0 (absent types): the lowest bin holds 1 shared cell in 5
+    pvalue = np.concatenate([uniform[:4000], rng.uniform(0, 0.01, size=1000)])
+    probability = _shared_probability(pvalue)
+    assert probability[pvalue > 0.2].min() == 1.0
+    assert 0.12 < probability[pvalue < 0.01].max() < 0.25
 
 
 def test_conformal_pvalues_count_the_null():

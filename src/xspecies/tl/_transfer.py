@@ -71,6 +71,38 @@ def _conformal_pvalues(null: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return (1 + len(null) - np.searchsorted(null, scores, side="left")) / (len(null) + 1)
 
 
+def _standardized(scores: np.ndarray) -> np.ndarray:
+    """``(scores - median) / MAD``: robust to a minority of extreme scores (MAD scaled to a normal SD)."""
+    median = np.median(scores)
+    mad = 1.4826 * np.median(np.abs(scores - median))
+    return (scores - median) / max(mad, 1e-12)
+
+
+def _novelty_pvalues(null: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Conformal p-values of target log-outlyingness against the context's, each robustly standardized.
+
+    The species gap moves and widens the target cells' log-outlyingness as a whole; the median and MAD of
+    the target scores remove that change as long as most target cells are of types the context has
+    (cells of absent types, a minority, barely move the median and MAD: Efron's empirical null).
+    """
+    null, scores = np.log(np.maximum(null, 1e-12)), np.log(np.maximum(scores, 1e-12))
+    return _conformal_pvalues(_standardized(null), _standardized(scores))
+
+
+def _shared_probability(pvalue: np.ndarray, n_bins: int = 20) -> np.ndarray:
+    """Probability that each cell is of a type the context has, given its novelty p-value (local fdr).
+
+    Efron's local false discovery rate ``min(1, f0 / f)`` with the uniform null density ``f0 = 1`` of
+    the p-values of shared types and their density ``f`` over all target cells, a non-increasing histogram
+    (``n_bins`` equal bins, isotonic); ``f0 = 1`` takes every cell for shared (upper bound).
+    """
+    centers = (np.arange(n_bins) + 0.5) / n_bins
+    density = np.histogram(pvalue, bins=n_bins, range=(0.0, 1.0))[0] * n_bins / len(pvalue)
+    density = IsotonicRegression(increasing=False).fit(centers, density).predict(centers)
+    which = np.minimum((pvalue * n_bins).astype(np.int64), n_bins - 1)
+    return np.minimum(1.0, 1.0 / np.maximum(density[which], 1e-12))
+
+
 def _homology_candidates(target, n: int, n_context: int) -> np.ndarray | None:
     """The first ``n`` data-level neighbours of every target cell, or None when the search is absent."""
     key = target.adata_manager.registry["setup_args"].get("homology_key")
@@ -268,12 +300,13 @@ def transfer_labels(
     )
     calibration = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(held_share, right)
     outlyingness = _outlyingness(z_context, z_target, n_neighbors)
-    pvalue = _conformal_pvalues(_outlyingness(z_context, None, n_neighbors), outlyingness)
+    pvalue = _novelty_pvalues(_outlyingness(z_context, None, n_neighbors), outlyingness)
 
     adata.obs[key] = pd.Categorical.from_codes(winner, categories=labels.categories)
     adata.obs[f"{key}_vote_share"] = vote_share.astype(np.float32)
     adata.obs[f"{key}_fit"] = fit.astype(np.float32)
-    adata.obs[f"{key}_confidence"] = calibration.predict(vote_share).astype(np.float32)
+    confidence = calibration.predict(vote_share) * _shared_probability(pvalue)
+    adata.obs[f"{key}_confidence"] = confidence.astype(np.float32)
     adata.obs[f"{key}_novelty_pvalue"] = pvalue.astype(np.float32)
     adata.obs[f"{key}_novel"] = pvalue <= novel_alpha
     adata.obsm[f"{key}_candidates"] = ranked.astype(np.int64)
