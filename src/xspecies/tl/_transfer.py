@@ -143,21 +143,27 @@ def transfer_labels(
     Rank weights let a rare type whose few context cells are the most similar win (the Baron mouse data
     has 6 Schwann and 7 T cells: a majority of 25 can never be theirs).
 
-    Both the *confidence* and the *novel* flag are calibrated on the context itself, never on target
-    labels:
+    Both the *confidence* and the *novel* flag are calibrated without target labels:
 
-    - ``confidence`` is the probability that the transferred label is right (for a cell whose type the
-      context has). The context cells are split into ``calibration_folds`` folds; each cell gets the
-      vote of its ``n_vote`` nearest latent neighbours outside its fold (same weighting), and an
-      isotonic (monotone) regression of "the vote was right" on the vote share maps the vote share of
-      every target cell to a probability.
-    - ``novel`` flags cells that lie outside the context in the shared latent space, a test with false
-      flag rate ``novel_alpha``: a cell's *outlyingness* is its distance to its ``n_neighbors``-th nearest
-      context cell divided by the mean of that distance for those context cells; its ``novelty_pvalue``
-      is the share of context cells (each left out of its own search) at least as outlying, and
-      ``novel`` is ``novelty_pvalue <= novel_alpha``. A context cell left out is flagged with
-      probability at most ``novel_alpha``, and so is a target cell of a type the context has to the
-      extent that the model aligned it with the context cells of its type.
+    - ``novel`` flags cells that lie outside the context in the shared latent space. A cell's
+      *outlyingness* is its distance to its ``n_neighbors``-th nearest context cell divided by the mean of
+      that distance for those context cells. Target cells of shared types sit less tightly among the
+      context cells than these among themselves (the species gap), so the null distribution is estimated
+      from the target cells themselves (an empirical null): the log-outlyingness of the target cells and
+      that of the context cells (each left out of its own search) are each standardized by their median
+      and MAD, and ``novelty_pvalue`` is the share of standardized context scores at least as large as
+      the cell's. ``novel`` is ``novelty_pvalue <= novel_alpha``. The error rate controlled is the share
+      of target cells of types the context has that are flagged: ``novel_alpha`` when the species gap
+      shifts and scales the log-outlyingness of all target cells alike and cells of absent types are a
+      minority of the target (they raise the median and MAD, so the test errs on the conservative side).
+      A shared type that the model aligns worse than the others is flagged more often.
+    - ``confidence`` is the probability that the transferred label is right. The context cells are split
+      into ``calibration_folds`` folds; each cell gets the vote of its ``n_vote`` nearest latent
+      neighbours outside its fold (same weighting), and an isotonic (monotone) regression of "the vote
+      was right" on the vote share gives the probability for a cell of a type the context has. It is
+      multiplied by the probability that the cell's type is in the context given its novelty p-value
+      (Efron's local false discovery rate: one over the density of the target p-values, estimated as a
+      non-increasing histogram, capped at 1), since the label of a cell of an absent type is wrong.
 
     The ``fit`` of every cell is kept as a diagnostic: how well the context explains the cell compared
     with its own species, the median similarity of its ``n_vote`` nearest **target** cells over that of
@@ -188,8 +194,8 @@ def transfer_labels(
     weighting
         ``"rank"`` or ``"uniform"`` vote weights (see above).
     novel_alpha
-        Share of the cells of types present in the context that are flagged as novel (the false flag
-        rate of the test, in (0, 1); the measured rates: :doc:`/benchmarks`).
+        Level of the novelty test, in (0, 1): the share of the target cells of types present in the
+        context that are flagged, under the assumptions above (the measured rates: :doc:`/benchmarks`).
     n_neighbors
         Context neighbours of the outlyingness.
     calibration_folds
@@ -211,7 +217,7 @@ def transfer_labels(
 
         - ``obs[key]``: transferred label (categorical; missing when none of the voting candidates has a
           label: context cells with a missing label do not vote);
-        - ``obs[key + "_confidence"]``: probability that the label is right, in [0, 1];
+        - ``obs[key + "_confidence"]``: probability that the label is right, in [0, 1] (see above);
         - ``obs[key + "_vote_share"]``: the winner's share of the vote weight;
         - ``obs[key + "_fit"]``: the fit (diagnostic, see above);
         - ``obs[key + "_novelty_pvalue"]``: the p-value of the novelty test;
