@@ -568,7 +568,9 @@ TRANSFER_PARAMETERS = {
     "n_candidates=-1": ({"n_candidates": -1}, ValueError, "n_candidates must be an integer >= 1"),
     "batch_size=0": ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1"),
     "rank_prior=-1": ({"rank_prior": -1.0}, ValueError, "rank_prior must lie in"),
-    "novel_threshold=nan": ({"novel_threshold": float("nan")}, ValueError, "novel_threshold must lie in"),
+    "novel_alpha=nan": ({"novel_alpha": float("nan")}, ValueError, "novel_alpha must lie in"),
+    "novel_alpha=0": ({"novel_alpha": 0.0}, ValueError, "novel_alpha must lie in"),
+    "calibration_folds=1": ({"calibration_folds": 1}, ValueError, "calibration_folds must be an integer"),
     "labels_key": ({"labels_key": "tissue"}, KeyError, "'tissue' not found in context.obs"),
 }
 

@@ -71,6 +71,14 @@ def test_end_to_end_demo(demo_pair):
     assert report.accuracy > 0.6, report.recall
     assert report.recall["type B pancreatic cell"] > 0.8, report.recall
     assert report.recall["pancreatic ductal cell"] > 0.8, report.recall
-    novel = human.obs["cell_ontology_class"] == "pancreatic acinar cell"
-    conf = human.obs["xspecies_cell_ontology_class_confidence"]
-    assert conf[novel].mean() < conf[~novel].mean()  # acinar cells (absent in mouse) are less confident
+    key = "xspecies_cell_ontology_class"
+    conf = human.obs[f"{key}_confidence"].to_numpy()
+    assert ((conf >= 0) & (conf <= 1)).all()
+    pvalue = human.obs[f"{key}_novelty_pvalue"].to_numpy()
+    assert ((pvalue > 0) & (pvalue <= 1)).all()
+    np.testing.assert_array_equal(human.obs[f"{key}_novel"].to_numpy(), pvalue <= 0.05)
+    # acinar cells (absent in mouse) are flagged far more often than cells of shared types
+    assert report.novel_flag_rate > 2 * report.false_flag_rate, report.flag_rate
+    assert human.uns[key]["params"]["novel_alpha"] == 0.05
+    assert 0.5 < human.uns[key]["calibration"]["accuracy"] <= 1
+    assert report.ece is not None and 0 <= report.ece <= 1

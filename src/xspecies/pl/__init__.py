@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ._pathway import pathway_lfc
     from ._scice import scice
     from ._similar_cells import similar_cells
-    from ._transfer import transfer_accuracy
+    from ._transfer import reliability, transfer_accuracy
     from ._utils import finalize
 
 # names load on first use: matplotlib is imported only when a plotting function is first reached
@@ -29,6 +29,7 @@ __all__ = [
     "lfc_comparison",
     "palette",
     "pathway_lfc",
+    "reliability",
     "scice",
     "similar_cells",
     "transfer_accuracy",

@@ -1,4 +1,4 @@
-"""Label-transfer accuracy per target cell type, compared between methods (e.g. data-level NNS vs model)."""
+"""Label-transfer accuracy per target cell type (compared between methods) and the calibration of its confidence."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from anndata import AnnData
+from matplotlib.axes import Axes
 from matplotlib.patches import Patch
 
-from xspecies._docs import doc_params, doc_show_save
+from xspecies._docs import doc_ax, doc_params, doc_show_save
+from xspecies._validation import check_positive_int
 
 from ._palette import palette as make_palette
-from ._utils import finalize, panel_grid
+from ._utils import finalize, new_axes, panel_grid
 
 
 def _confusion(report, name: str) -> pd.DataFrame:
@@ -162,3 +165,104 @@ def transfer_accuracy(
         fontsize=8,
     )
     return finalize(fig, axes, show, save, return_fig)
+
+
+@doc_params(ax=doc_ax, show_save=doc_show_save)
+def reliability(
+    data,
+    *,
+    key: str | None = None,
+    min_cells: int = 1,
+    title: str | None = None,
+    ax: Axes | None = None,
+    show: bool | None = None,
+    save: str | Path | None = None,
+    return_fig: bool = False,
+):
+    """Reliability diagram of a label transfer's confidence: accuracy against mean confidence per bin.
+
+    A calibrated confidence lies on the diagonal: of the cells given confidence 0.9, 90 % carry the
+    right label. Each bin is a dot at (mean confidence, accuracy), its area growing with the number of
+    cells; the expected calibration error is in the title.
+
+    Parameters
+    ----------
+    data
+        The :class:`~xspecies.tl.TransferReport` of :func:`xspecies.tl.evaluate_transfer`, the result
+        it stored (``adata.uns[key_added]``), the AnnData holding it (with ``key``), or a reliability
+        table (columns ``"n_cells"``, ``"confidence"``, ``"accuracy"``).
+    key
+        With an AnnData: the ``key_added`` of :func:`xspecies.tl.evaluate_transfer` (e.g.
+        ``"xspecies_cell_ontology_class_evaluation"``).
+    min_cells
+        Bins with fewer cells are not drawn (they still count in the error of the title).
+    title
+        Title of the axes (default: the expected calibration error and the number of cells).
+    {ax}
+    {show_save}
+
+    Returns
+    -------
+    Axes, Figure or None
+        The axes (the figure with ``return_fig``; ``None`` when shown).
+
+    Raises
+    ------
+    ValueError
+        When the report holds no reliability table (the transfer wrote no confidence).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import xspecies as xs
+    >>> from anndata import AnnData
+    >>> obs = pd.DataFrame(
+    ...     {
+    ...         "truth": ["a", "a", "b", "b"],
+    ...         "xspecies_truth": ["a", "a", "b", "a"],
+    ...         "xspecies_truth_confidence": [0.95, 0.95, 0.6, 0.6],
+    ...     },
+    ...     index=list("wxyz"),
+    ... )
+    >>> adata = AnnData(obs=obs)
+    >>> report = xs.tl.evaluate_transfer(adata, labels_key="truth")
+    >>> ax = xs.pl.reliability(adata, key="xspecies_truth_evaluation", show=False)
+    >>> ax.get_title()
+    'ECE 0.075 (4 cells)'
+    """
+    from xspecies.tl._evaluate import expected_calibration_error
+    from xspecies.tl._results import read_result
+
+    if isinstance(data, AnnData):
+        if key is None:
+            raise ValueError("pass key: the key_added of xspecies.tl.evaluate_transfer (uns key)")
+        data = read_result(data, key, "reliability", "tl.evaluate_transfer")
+    if isinstance(data, Mapping):
+        data = data.get("reliability")
+    table = getattr(data, "reliability", data)
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(
+            f"expected a reliability table, a TransferReport or an AnnData, got {type(table).__name__}"
+        )
+    if table.empty:
+        raise ValueError(
+            "no reliability table: the evaluated transfer wrote no confidence (obs[key + '_confidence'])"
+        )
+    check_positive_int("min_cells", min_cells)
+    fig, ax_ = new_axes(ax, (4.2, 4.0))
+    ax_.plot([0, 1], [0, 1], color="#888888", linestyle="--", linewidth=1, label="calibrated")
+    shown = table[table["n_cells"] >= min_cells]
+    sizes = 20 + 280 * shown["n_cells"] / table["n_cells"].max()
+    ax_.plot(shown["confidence"], shown["accuracy"], color="#1f77b4", linewidth=1)
+    ax_.scatter(shown["confidence"], shown["accuracy"], s=sizes, color="#1f77b4", zorder=3, label="bins")
+    ax_.set_xlim(-0.02, 1.02)
+    ax_.set_ylim(-0.02, 1.02)
+    ax_.set_aspect("equal")
+    ax_.set_xlabel("confidence (mean of the bin)")
+    ax_.set_ylabel("share of right labels")
+    n_cells = int(table["n_cells"].sum())
+    ax_.set_title(
+        title if title is not None else f"ECE {expected_calibration_error(table):.3f} ({n_cells} cells)"
+    )
+    ax_.legend(loc="upper left", frameon=False, fontsize=8)
+    return finalize(fig, ax_, show, save, return_fig, ax_given=ax is not None)

@@ -6,11 +6,13 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from sklearn.isotonic import IsotonicRegression
 from sklearn.neighbors import NearestNeighbors
 
 from xspecies._docs import doc_params, doc_progress_bar
 from xspecies._validation import (
     check_fraction,
+    check_int,
     check_neighbor_indices,
     check_number,
     check_obs_key,
@@ -30,6 +32,76 @@ def _latent_knn(reference: np.ndarray, query: np.ndarray, k: int, exclude_self: 
 
 
 CANDIDATE_SOURCES = ("auto", "homology", "latent")
+
+
+def _outlyingness(reference: np.ndarray, query: np.ndarray | None, k: int) -> np.ndarray:
+    """Latent outlyingness of ``query`` cells (of ``reference`` itself, leaving each cell out, when None).
+
+    The distance to the ``k``-th nearest reference cell divided by the mean of the same distance of those
+    ``k`` reference cells (within the reference): about 1 inside the reference cloud, large far from it.
+    """
+    nn = NearestNeighbors(n_neighbors=min(k + 1, reference.shape[0])).fit(reference)
+    distance, index = nn.kneighbors(reference)
+    own = distance[:, -1]  # k-th neighbour of each reference cell, itself left out
+    if query is None:
+        distance, index = distance[:, 1:], index[:, 1:]
+    else:
+        distance, index = nn.kneighbors(query, n_neighbors=min(k, reference.shape[0]))
+    return distance[:, -1] / np.maximum(own[index].mean(axis=1), 1e-12)
+
+
+def _held_out_votes(
+    z: np.ndarray, codes: np.ndarray, n_categories: int, n_vote: int, weighting: str, n_folds: int, seed: int
+):
+    """Vote of every labelled context cell by its nearest latent neighbours outside its own fold."""
+    labelled = np.flatnonzero(codes >= 0)
+    n_folds = min(n_folds, len(labelled))
+    folds = np.random.default_rng(seed).permutation(len(labelled)) % n_folds
+    winner = np.empty(len(labelled), dtype=np.int64)
+    share = np.empty(len(labelled))
+    for fold in range(n_folds):
+        held, rest = labelled[folds == fold], labelled[folds != fold]
+        nearest = rest[_latent_knn(z[rest], z[held], n_vote)]
+        winner[folds == fold], share[folds == fold] = weighted_vote(codes[nearest], n_categories, weighting)
+    return winner == codes[labelled], share
+
+
+def _conformal_pvalues(null: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``(1 + #{null >= score}) / (n + 1)``: the share of null scores at least as extreme as each score."""
+    null = np.sort(null)
+    return (1 + len(null) - np.searchsorted(null, scores, side="left")) / (len(null) + 1)
+
+
+def _standardized(scores: np.ndarray) -> np.ndarray:
+    """``(scores - median) / MAD``: robust to a minority of extreme scores (MAD scaled to a normal SD)."""
+    median = np.median(scores)
+    mad = 1.4826 * np.median(np.abs(scores - median))
+    return (scores - median) / max(mad, 1e-12)
+
+
+def _novelty_pvalues(null: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Conformal p-values of target log-outlyingness against the context's, each robustly standardized.
+
+    The species gap moves and widens the target cells' log-outlyingness as a whole; the median and MAD of
+    the target scores remove that change as long as most target cells are of types the context has
+    (cells of absent types, a minority, barely move the median and MAD: Efron's empirical null).
+    """
+    null, scores = np.log(np.maximum(null, 1e-12)), np.log(np.maximum(scores, 1e-12))
+    return _conformal_pvalues(_standardized(null), _standardized(scores))
+
+
+def _shared_probability(pvalue: np.ndarray, n_bins: int = 20) -> np.ndarray:
+    """Probability that each cell is of a type the context has, given its novelty p-value (local fdr).
+
+    Efron's local false discovery rate ``min(1, f0 / f)`` with the uniform null density ``f0 = 1`` of
+    the p-values of shared types and their density ``f`` over all target cells, a non-increasing histogram
+    (``n_bins`` equal bins, isotonic); ``f0 = 1`` takes every cell for shared (upper bound).
+    """
+    centers = (np.arange(n_bins) + 0.5) / n_bins
+    density = np.histogram(pvalue, bins=n_bins, range=(0.0, 1.0))[0] * n_bins / len(pvalue)
+    density = IsotonicRegression(increasing=False).fit(centers, density).predict(centers)
+    which = np.minimum((pvalue * n_bins).astype(np.int64), n_bins - 1)
+    return np.minimum(1.0, 1.0 / np.maximum(density[which], 1e-12))
 
 
 def _homology_candidates(target, n: int, n_context: int) -> np.ndarray | None:
@@ -52,7 +124,10 @@ def transfer_labels(
     n_vote: int = 25,
     weighting: Literal["rank", "uniform"] = "rank",
     rank_prior: float = 50.0,
-    novel_threshold: float = 0.5,
+    novel_alpha: float = 0.05,
+    n_neighbors: int = 15,
+    calibration_folds: int = 5,
+    random_state: int = 0,
     key_added: str | None = None,
     batch_size: int | None = None,
     progress_bar: bool = True,
@@ -70,12 +145,31 @@ def transfer_labels(
     Rank weights let a rare type whose few context cells are the most similar win (the Baron mouse data
     has 6 Schwann and 7 T cells: a majority of 25 can never be theirs).
 
-    The *confidence* is ``vote share x fit`` (the vote share is the winner's share of the vote weight). ``fit`` compares how well the context explains the cell
-    with how well its own species does: the median similarity of the ``n_vote`` best context candidates
-    against the median similarity of its ``n_vote`` nearest **target** cells (same score, same decoder),
-    ``fit = min(1, target median / context median)`` (both are negative log-likelihood gaps). A cell
-    whose type is absent from the context is explained much worse by context cells than by cells of its
-    own species, so ``fit`` is small: such cells are flagged as novel when ``fit < novel_threshold``.
+    Both the *confidence* and the *novel* flag are calibrated without target labels:
+
+    - ``novel`` flags cells that lie outside the context in the shared latent space. A cell's
+      *outlyingness* is its distance to its ``n_neighbors``-th nearest context cell divided by the mean of
+      that distance for those context cells. Target cells of shared types sit less tightly among the
+      context cells than these among themselves (the species gap), so the null distribution is estimated
+      from the target cells themselves (an empirical null): the log-outlyingness of the target cells and
+      that of the context cells (each left out of its own search) are each standardized by their median
+      and MAD, and ``novelty_pvalue`` is the share of standardized context scores at least as large as
+      the cell's. ``novel`` is ``novelty_pvalue <= novel_alpha``. The error rate controlled is the share
+      of target cells of types the context has that are flagged: ``novel_alpha`` when the species gap
+      shifts and scales the log-outlyingness of all target cells alike and cells of absent types are a
+      minority of the target (they raise the median and MAD, so the test errs on the conservative side).
+      A shared type that the model aligns worse than the others is flagged more often.
+    - ``confidence`` is the probability that the transferred label is right. The context cells are split
+      into ``calibration_folds`` folds; each cell gets the vote of its ``n_vote`` nearest latent
+      neighbours outside its fold (same weighting), and an isotonic (monotone) regression of "the vote
+      was right" on the vote share gives the probability for a cell of a type the context has. It is
+      multiplied by the probability that the cell's type is in the context given its novelty p-value
+      (Efron's local false discovery rate: one over the density of the target p-values, estimated as a
+      non-increasing histogram, capped at 1), since the label of a cell of an absent type is wrong.
+
+    The ``fit`` of every cell is kept as a diagnostic: how well the context explains the cell compared
+    with its own species, the median similarity of its ``n_vote`` nearest **target** cells over that of
+    its ``n_vote`` best context candidates (same score, same decoder), capped at 1.
 
     Parameters
     ----------
@@ -101,9 +195,15 @@ def transfer_labels(
         ones (how the default was chosen: :doc:`/benchmarks`).
     weighting
         ``"rank"`` or ``"uniform"`` vote weights (see above).
-    novel_threshold
-        Cells with ``fit`` below it are flagged as resembling no context cell (default 0.5: the best
-        context cells explain the counts at least twice as badly as the cell's own neighbours).
+    novel_alpha
+        Level of the novelty test, in (0, 1): the share of the target cells of types present in the
+        context that are flagged, under the assumptions above (the measured rates: :doc:`/benchmarks`).
+    n_neighbors
+        Context neighbours of the outlyingness.
+    calibration_folds
+        Folds of the context cells for the calibration of the confidence (at least 2).
+    random_state
+        Seed of the folds.
     key_added
         Name of the result column and prefix of every other key written (default
         ``"xspecies_<labels_key>"``, so transfers of different label columns keep their results apart).
@@ -118,20 +218,24 @@ def transfer_labels(
 
         - ``obs[key]``: transferred label (categorical; missing when none of the voting candidates has a
           label: context cells with a missing label do not vote);
-        - ``obs[key + "_confidence"]``: confidence in [0, 1];
-        - ``obs[key + "_vote_share"]`` and ``obs[key + "_fit"]``: its two factors;
-        - ``obs[key + "_novel"]``: True for cells that resemble no context cell;
+        - ``obs[key + "_confidence"]``: probability that the label is right, in [0, 1] (see above);
+        - ``obs[key + "_vote_share"]``: the winner's share of the vote weight;
+        - ``obs[key + "_fit"]``: the fit (diagnostic, see above);
+        - ``obs[key + "_novelty_pvalue"]``: the p-value of the novelty test;
+        - ``obs[key + "_novel"]``: True for cells flagged as of a type absent from the context;
         - ``obsm[key + "_candidates"]`` / ``obsm[key + "_similarity"]``: the candidates' context row
           indices and likelihood similarities, most credible first (most similar first when
           ``rank_prior=0`` or with latent candidates), so two transfers with different keys keep both;
-        - ``uns[key]["params"]``: the parameters (``"candidates"``: the source used).
+        - ``uns[key]["params"]``: the parameters (``"candidates"``: the source used);
+        - ``uns[key]["calibration"]``: the held-out context cells of the calibration (``"n_cells"``) and the
+          share whose vote was right (``"accuracy"``).
 
     Raises
     ------
     ValueError
         Before any computation: models not trained or not built from each other (cell count, gene names,
         or the context fingerprint recorded by :func:`xspecies.pp.homology_neighbors`), stored neighbour
-        indices out of range, context labels that are all missing, parameters out of range.
+        indices out of range, context labels missing on all but at most one cell, parameters out of range.
     KeyError
         When ``labels_key`` is not a context ``obs`` column or homology candidates are absent.
 
@@ -155,10 +259,18 @@ def transfer_labels(
     if batch_size is not None:
         check_positive_int("batch_size", batch_size)
     check_number("rank_prior", rank_prior, minimum=0)
-    check_fraction("novel_threshold", novel_threshold)
+    check_fraction("novel_alpha", novel_alpha, open_min=True, open_max=True)
+    check_positive_int("n_neighbors", n_neighbors)
+    check_int("calibration_folds", calibration_folds, minimum=2)
+    check_int("random_state", random_state, minimum=0)
     check_weighting(weighting)
     if candidates not in CANDIDATE_SOURCES:
         raise ValueError(f"unknown candidates {candidates!r}: use one of {CANDIDATE_SOURCES}.")
+    if context.adata.obs[labels_key].notna().sum() < 2:
+        raise ValueError(
+            f"context.obs[{labels_key!r}] labels fewer than 2 cells: the confidence is calibrated on "
+            "held-out context cells."
+        )
     key = key_added or f"xspecies_{labels_key}"
     proposed = (
         None if candidates == "latent" else _homology_candidates(target, n_candidates, context.adata.n_obs)
@@ -195,11 +307,20 @@ def transfer_labels(
     achieved = np.minimum(np.median(best, axis=1), -1e-6)
     fit = np.clip(reference / achieved, 0.0, 1.0)
 
+    right, held_share = _held_out_votes(
+        z_context, labels.codes, len(labels.categories), n_vote, weighting, calibration_folds, random_state
+    )
+    calibration = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(held_share, right)
+    outlyingness = _outlyingness(z_context, z_target, n_neighbors)
+    pvalue = _novelty_pvalues(_outlyingness(z_context, None, n_neighbors), outlyingness)
+
     adata.obs[key] = pd.Categorical.from_codes(winner, categories=labels.categories)
     adata.obs[f"{key}_vote_share"] = vote_share.astype(np.float32)
     adata.obs[f"{key}_fit"] = fit.astype(np.float32)
-    adata.obs[f"{key}_confidence"] = (vote_share * fit).astype(np.float32)
-    adata.obs[f"{key}_novel"] = fit < novel_threshold
+    confidence = calibration.predict(vote_share) * _shared_probability(pvalue)
+    adata.obs[f"{key}_confidence"] = confidence.astype(np.float32)
+    adata.obs[f"{key}_novelty_pvalue"] = pvalue.astype(np.float32)
+    adata.obs[f"{key}_novel"] = pvalue <= novel_alpha
     adata.obsm[f"{key}_candidates"] = ranked.astype(np.int64)
     adata.obsm[f"{key}_similarity"] = similarity.astype(np.float32)
     params = {
@@ -209,6 +330,10 @@ def transfer_labels(
         "n_vote": int(n_vote),
         "weighting": weighting,
         "rank_prior": float(rank_prior) if source == "homology" else 0.0,
-        "novel_threshold": float(novel_threshold),
+        "novel_alpha": float(novel_alpha),
+        "n_neighbors": int(n_neighbors),
+        "calibration_folds": int(calibration_folds),
+        "random_state": int(random_state),
     }
-    store_result(adata, key, params)
+    held_out = {"n_cells": int(len(right)), "accuracy": float(np.mean(right))}
+    store_result(adata, key, params, calibration=held_out)
