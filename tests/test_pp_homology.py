@@ -7,7 +7,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.neighbors import NearestNeighbors
 
 import xspecies as xs
-from xspecies.tl._results import stored_params
+from xspecies._results import stored_params
 
 LABELS = "cell_ontology_class"
 

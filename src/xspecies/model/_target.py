@@ -15,8 +15,8 @@ from scvi.data.fields import NumericalObsField, ObsmField
 from tqdm.auto import tqdm
 
 from xspecies._docs import doc_layer, doc_params
+from xspecies._results import stored_params
 from xspecies._validation import check_int, context_fingerprint
-from xspecies.tl._results import stored_params
 
 from ._base import (
     RAMP_EPOCHS,

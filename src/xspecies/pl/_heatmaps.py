@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 
 from xspecies._docs import doc_ax, doc_params, doc_show_save
-from xspecies.tl._results import as_table, read_result
+from xspecies._results import as_table, read_result
 
 from ._palette import text_color
 from ._utils import finalize, new_axes

@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from scipy.stats import spearmanr
 
 from xspecies._docs import doc_params, doc_show_save
-from xspecies.tl._results import as_table
+from xspecies._results import as_table
 
 from ._utils import finalize, panel_grid
 

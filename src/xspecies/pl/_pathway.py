@@ -11,7 +11,7 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 
 from xspecies._docs import doc_ax, doc_params, doc_show_save
-from xspecies.tl._results import as_table
+from xspecies._results import as_table
 
 from ._heatmaps import _annotate, _draw_heatmap
 from ._utils import finalize, new_axes

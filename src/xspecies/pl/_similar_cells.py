@@ -11,7 +11,7 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 
 from xspecies._docs import doc_ax, doc_params, doc_show_save
-from xspecies.tl._results import as_table
+from xspecies._results import as_table
 from xspecies.tl._similar_cells import target_position
 
 from ._embedding import embedding_coords, point_size, species_views, style_embedding_axes

@@ -230,8 +230,8 @@ def reliability(
     >>> ax.get_title()
     'ECE 0.075 (4 cells)'
     """
+    from xspecies._results import read_result
     from xspecies.tl._evaluate import expected_calibration_error
-    from xspecies.tl._results import read_result
 
     if isinstance(data, AnnData):
         if key is None:

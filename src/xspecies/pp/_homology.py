@@ -11,6 +11,7 @@ from scipy import sparse
 from tqdm.auto import tqdm
 
 from xspecies._docs import doc_params, doc_progress_bar
+from xspecies._results import store_result
 from xspecies._validation import (
     CONTEXT_FINGERPRINT_KEY,
     check_counts,
@@ -25,7 +26,6 @@ from xspecies._validation import (
     get_matrix,
 )
 from xspecies._vote import check_weighting, weighted_vote
-from xspecies.tl._results import store_result
 
 __all__ = ["homology_neighbors", "shared_genes"]
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from xspecies._results import store_result
 from xspecies._validation import (
     check_mapping_rate,
     check_not_view,
@@ -17,7 +18,6 @@ from xspecies._validation import (
     gene_mapping_hints,
 )
 from xspecies.datasets._fetch import fetch, network_errors, offline_error
-from xspecies.tl._results import store_result
 
 from ._species import Species, resolve_species
 

@@ -9,6 +9,7 @@ import pandas as pd
 import scanpy as sc
 from anndata import AnnData
 
+from xspecies._results import store_result
 from xspecies._validation import (
     check_counts,
     check_fraction,
@@ -17,7 +18,6 @@ from xspecies._validation import (
     check_obs_key,
     get_matrix,
 )
-from xspecies.tl._results import store_result
 
 __all__ = ["prepare"]
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 
 from xspecies._docs import doc_key_added_table, doc_model_pair, doc_params, doc_random_state_sampling
+from xspecies._results import store_result
 from xspecies._validation import check_int, check_positive_int
 
 from ._pair import check_pair, context_labels, label_set, target_labels
-from ._results import store_result
 
 _SCALES = ("none", "max", "min_max")
 

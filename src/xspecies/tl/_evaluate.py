@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from xspecies._results import store_result
 from xspecies._validation import check_positive_int
-
-from ._results import store_result
 
 #: columns of :attr:`TransferReport.reliability`
 RELIABILITY_COLUMNS = ["lower", "upper", "n_cells", "confidence", "accuracy"]

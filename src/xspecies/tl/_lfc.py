@@ -17,6 +17,8 @@ from xspecies._validation import check_fraction, check_int, check_number, check_
 if TYPE_CHECKING:  # torch is imported where it runs: importing xspecies.tl stays light
     import torch
 
+from xspecies._results import store_result
+
 from ._pair import (
     batch_codes,
     check_pair,
@@ -26,7 +28,6 @@ from ._pair import (
     shared_types,
     target_labels,
 )
-from ._results import store_result
 
 _STAT_COLUMNS = [
     "lfc",

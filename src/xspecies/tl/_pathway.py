@@ -12,7 +12,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy.stats import false_discovery_control
 
-from ._results import as_table, store_result
+from xspecies._results import as_table, store_result
 
 GeneSets = str | Path | Mapping[str, Iterable[str]] | pd.DataFrame
 _SYMBOL_COLUMNS = {"target": "gene_target", "context": "gene_context"}

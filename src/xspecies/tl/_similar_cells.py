@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 
 from xspecies._docs import doc_key_added_table, doc_model_pair, doc_params
+from xspecies._results import store_result
 from xspecies._validation import check_positive_int
 
 from ._pair import check_pair, context_labels
-from ._results import store_result
 
 #: Decoded context cells x genes evaluated per call of the model's similarity (bounds the memory used).
 _CELLS_X_GENES = 20_000_000

@@ -10,6 +10,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.neighbors import NearestNeighbors
 
 from xspecies._docs import doc_params, doc_progress_bar
+from xspecies._results import store_result
 from xspecies._validation import (
     check_fraction,
     check_int,
@@ -21,7 +22,6 @@ from xspecies._validation import (
 from xspecies._vote import check_weighting, weighted_vote
 
 from ._pair import check_pair
-from ._results import store_result
 
 
 def _latent_knn(reference: np.ndarray, query: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:

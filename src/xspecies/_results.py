@@ -1,4 +1,4 @@
-"""The one layout of tool results in an AnnData: ``uns[key_added] = {"params": {...}, <result fields>}``."""
+"""The one layout of pp and tl results in an AnnData: ``uns[key_added] = {"params": {...}, <result fields>}``."""
 
 from __future__ import annotations
 
