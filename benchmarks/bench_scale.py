@@ -192,7 +192,7 @@ def run_size(size: int, stages: list[str], model_cells: int | None, out: Path) -
 
         def homology():
             xs.pp.homology_neighbors(human, mouse, labels_key=LABELS)
-            return {"method": human.uns["homology"]["method"]}
+            return {"method": human.uns["homology"]["params"]["method"]}
 
         run.timed("homology_neighbors", homology)
     train = {"max_epochs": 1, "enable_progress_bar": False}

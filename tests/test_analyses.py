@@ -138,6 +138,39 @@ def test_celltype_similarity_table_and_scales(models):
         )
 
 
+def test_celltype_similarity_draws_from_bounded_pools(models, monkeypatch):
+    """Each target cell draws distinct context cells of every type from a pool whose size does not grow."""
+    from xspecies.tl import _celltype_similarity as cts
+
+    target, context = models
+    seen = {}
+    original = type(target).similarity_to_table
+
+    def spy(self, z_table, candidates, **kwargs):
+        seen["table"], seen["candidates"] = z_table, candidates
+        return original(self, z_table, candidates, **kwargs)
+
+    monkeypatch.setattr(type(target), "similarity_to_table", spy)
+    monkeypatch.setattr(cts, "_POOL", 12)
+    labels = context.adata.obs["cell_type"]
+    xs.tl.celltype_similarity(
+        target,
+        context,
+        target_labels_key="cell_type",
+        context_labels_key="cell_type",
+        n_context=5,
+        progress_bar=False,
+    )
+    sizes = [min(12, n) for n in labels.value_counts().sort_index()]
+    assert len(seen["table"]) == sum(sizes) < context.adata.n_obs
+    widths = np.cumsum([0, *(min(5, n) for n in sizes)])
+    starts = np.cumsum([0, *sizes])
+    for j in range(len(sizes)):  # draws of type j: distinct cells of pool j
+        block = seen["candidates"][:, widths[j] : widths[j + 1]]
+        assert ((block >= starts[j]) & (block < starts[j + 1])).all()
+        assert all(len(set(row)) == block.shape[1] for row in block)
+
+
 def test_celltype_similarity_uses_transferred_labels(models):
     target, context = models
     adata = target.adata

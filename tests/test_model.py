@@ -224,6 +224,33 @@ def test_likelihood_similarity(trained):
         target.likelihood_similarity(cand[:, :, :3], indices=np.arange(20))
 
 
+def test_similarity_to_a_table_too_large_to_decode_at_once(trained, monkeypatch):
+    """Above the table limit, runs of cells decode their distinct candidates: same scores, any order."""
+    from xspecies.model import _target
+
+    context, target, _ = trained
+    z_ctx = context.get_latent_representation()
+    rng = np.random.default_rng(0)
+    candidates = np.stack([rng.choice(len(z_ctx), 12, replace=False) for _ in range(target.adata.n_obs)])
+    whole = target.similarity_to_table(z_ctx, candidates)
+    decoded = []
+    original = _target.DecodedTable
+
+    def recording(rho, *args):
+        decoded.append(rho.shape[0])
+        return original(rho, *args)
+
+    monkeypatch.setattr(_target, "DecodedTable", recording)
+    monkeypatch.setattr(_target, "_TABLE_LIMIT", 30 * target.module.n_input)  # 30 rows at once
+    monkeypatch.setattr(_target, "_BLOCK_CELLS", 8)
+    blocked = target.similarity_to_table(z_ctx, candidates)
+    assert max(decoded) <= 30 < len(z_ctx)
+    n_codes = len(np.unique(target.adata.obs["donor"]))
+    assert len(decoded) > n_codes  # several runs per batch
+    # each run's anchors cover only its cells' library sizes: interpolation differs slightly
+    np.testing.assert_allclose(blocked, whole, rtol=1e-3, atol=0.05)
+
+
 def test_custom_layer_order_and_dispersion(synthetic_pair):
     ctx, _ = synthetic_pair(seed=2, n_ctx=80)
     model.ContextModel.setup_anndata(ctx)

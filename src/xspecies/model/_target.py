@@ -26,6 +26,7 @@ from ._base import (
     ramp_epochs,
     require_trained,
 )
+from ._blocks import candidate_blocks, locality_order
 from ._context import ContextModel
 from ._likelihoods import DecodedTable
 from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, TargetVAE
@@ -33,6 +34,8 @@ from ._training import AlignmentTrainingPlan, PartnerLoaders
 
 #: Largest table (cells x genes) of decoded candidates kept in memory by the fast similarity path.
 _TABLE_LIMIT = 60_000_000
+#: Most cells whose candidates are decoded together when the table exceeds ``_TABLE_LIMIT``.
+_BLOCK_CELLS = 16_384
 #: Elements (cells x candidates x genes) evaluated at once when comparing likelihoods.
 _CHUNK_ELEMENTS = 1 << 21
 #: Epochs between two choices of the alignment partners when ``max_epochs`` is given.
@@ -581,56 +584,72 @@ class TargetModel(SpeciesModelBase):
     ) -> np.ndarray:
         """Similarity of target cells ``indices`` to rows ``candidates`` (per cell) of ``z_table``.
 
-        Cells are processed one batch (of the data) at a time, so that at most one decoded table is
-        held in memory.
+        Cells are processed one batch (of the data) at a time. With ``use_table``, each table row a
+        cell needs is decoded once for many cells (:class:`~xspecies.model._likelihoods.DecodedTable`):
+        the whole table when it holds at most ``_TABLE_LIMIT`` values (rows x genes), else, for a run
+        of cells whose candidates are close in the latent space, the distinct rows they name, at most
+        ``_TABLE_LIMIT`` values (:func:`~xspecies.model._blocks.candidate_blocks`), so that memory stays
+        bounded and work linear in the number of cells, however large the table.
         """
         module = self.module
         module.eval()
         device = self.device
         table = torch.as_tensor(np.asarray(z_table, dtype=np.float32), device=device)
         k = candidates.shape[1]
-        use_table = use_table and table.shape[0] * module.n_input <= _TABLE_LIMIT
+        row_limit = max(k, _TABLE_LIMIT // module.n_input)
         step = max(1, _CHUNK_ELEMENTS // max(1, k * (module.n_input // 4 if use_table else module.n_input)))
         codes = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel()[indices].astype(np.int64)
         result = np.empty((len(indices), k), dtype=np.float32)
         bar = tqdm(total=len(indices), desc="likelihood similarity", disable=not progress_bar)
         for code in np.unique(codes):
             rows = np.flatnonzero(codes == code)
-            loader = self._make_data_loader(
-                adata=self.adata, indices=indices[rows], batch_size=batch_size or 256
-            )
-            # pass 1: own latent, library and log-likelihood of every cell of this batch
-            own, libs = [], []
-            for tensors in loader:
-                x = tensors[REGISTRY_KEYS.X_KEY].to(device)
-                b = torch.full((x.shape[0],), int(code), device=device)
-                enc = module.encode(x, b)
-                lib = enc["library_mean"].reshape(-1)
-                own.append(module.candidate_log_likelihood(x, enc["qz"].loc[:, None, :], b, lib)[:, 0])
-                libs.append(lib)
-            own, libs = torch.cat(own), torch.cat(libs)
-            decoded = None
-            if use_table:
-                rho, theta, zi = module.decoder(
-                    table, torch.full((table.shape[0],), int(code), device=device)
+            batch = torch.full((len(rows),), int(code), device=device)
+            if not use_table or table.shape[0] <= row_limit:
+                blocks = [np.arange(len(rows))]
+            else:
+                # cells placed by the mean latent of their first candidates, in k-d tree order
+                where = np.asarray(z_table)[candidates[rows, : min(k, 8)]].mean(axis=1)
+                blocks = candidate_blocks(candidates[rows], locality_order(where), row_limit, _BLOCK_CELLS)
+            for block in blocks:
+                loader = self._make_data_loader(
+                    adata=self.adata, indices=indices[rows[block]], batch_size=batch_size or 256
                 )
-                decoded = DecodedTable(rho, theta, zi, module.dispersion == "gene-cell", libs)
-            # pass 2: candidates, in chunks of at most _CHUNK_ELEMENTS (cells x candidates x genes)
-            pos = 0
-            for tensors in loader:
-                x_all = tensors[REGISTRY_KEYS.X_KEY].to(device)
-                for s in range(0, x_all.shape[0], step):
-                    x = x_all[s : s + step]
-                    sl = slice(pos + s, pos + s + x.shape[0])
-                    idx = torch.as_tensor(candidates[rows[sl]], dtype=torch.int64, device=device)
-                    if decoded is None:
-                        b = torch.full((x.shape[0],), int(code), device=device)
-                        ll = module.candidate_log_likelihood(x, table[idx], b, libs[sl])
-                    else:
-                        ll = decoded.log_likelihood(x, libs[sl], idx)
-                    result[rows[sl]] = (ll - own[sl, None]).cpu().numpy()
-                pos += x_all.shape[0]
-                bar.update(x_all.shape[0])
+                # pass 1: own latent, library and log-likelihood of every cell of the block
+                own, libs = [], []
+                for tensors in loader:
+                    x = tensors[REGISTRY_KEYS.X_KEY].to(device)
+                    enc = module.encode(x, batch[: x.shape[0]])
+                    lib = enc["library_mean"].reshape(-1)
+                    own.append(
+                        module.candidate_log_likelihood(
+                            x, enc["qz"].loc[:, None, :], batch[: x.shape[0]], lib
+                        )[:, 0]
+                    )
+                    libs.append(lib)
+                own, libs = torch.cat(own), torch.cat(libs)
+                decoded, block_candidates = None, candidates[rows[block]]
+                if use_table:
+                    needed = np.arange(table.shape[0])
+                    if len(blocks) > 1:
+                        needed, block_candidates = np.unique(block_candidates, return_inverse=True)
+                        block_candidates = block_candidates.reshape(len(block), k)
+                    rho, theta, zi = module.decoder(table[needed], batch[:1].expand(len(needed)))
+                    decoded = DecodedTable(rho, theta, zi, module.dispersion == "gene-cell", libs)
+                # pass 2: candidates, in chunks of at most _CHUNK_ELEMENTS (cells x candidates x genes)
+                pos = 0
+                for tensors in loader:
+                    x_all = tensors[REGISTRY_KEYS.X_KEY].to(device)
+                    for s in range(0, x_all.shape[0], step):
+                        x = x_all[s : s + step]
+                        sl = slice(pos + s, pos + s + x.shape[0])
+                        idx = torch.as_tensor(block_candidates[sl], dtype=torch.int64, device=device)
+                        if decoded is None:
+                            ll = module.candidate_log_likelihood(x, table[idx], batch[: x.shape[0]], libs[sl])
+                        else:
+                            ll = decoded.log_likelihood(x, libs[sl], idx)
+                        result[rows[block[sl]]] = (ll - own[sl, None]).cpu().numpy()
+                    pos += x_all.shape[0]
+                    bar.update(x_all.shape[0])
         bar.close()
         return result
 

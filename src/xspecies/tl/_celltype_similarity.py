@@ -14,6 +14,16 @@ from xspecies._validation import check_int, check_positive_int
 from ._pair import check_pair, context_labels, label_set, target_labels
 
 _SCALES = ("none", "max", "min_max")
+#: Context cells per type from which every sampled target cell draws its ``n_context`` (at least).
+_POOL = 1000
+
+
+def _draws(rng: np.random.Generator, n: int, size: int, width: int) -> np.ndarray:
+    """``n`` draws of ``width`` distinct positions in ``range(size)``, one per row (``O(n * size)``)."""
+    if width >= size:
+        return np.tile(np.arange(size), (n, 1))
+    keys = rng.random((n, size), dtype=np.float32)
+    return np.argpartition(keys, width - 1, axis=1)[:, :width]
 
 
 def histogram_mode(values: np.ndarray, *, bins: int = 50, clip: float = 0.01) -> float:
@@ -86,7 +96,8 @@ def celltype_similarity(
     """Similarity of every target cell type to every context cell type.
 
     Up to ``n_target`` cells are sampled per target type; each is compared with ``n_context`` cells
-    drawn at random (per target cell) from every context type, by the likelihood similarity
+    drawn at random (per target cell) from every context type (from a random pool of 1,000 cells of
+    the type, or ``n_context`` when larger, so that the work does not grow with the context), by the likelihood similarity
     ``NLL(x | own z) - NLL(x | context z)`` of :meth:`~xspecies.model.TargetModel.similarity_to_table`.
     The score of a (target type, context type) pair is the modal value of these differences
     (:func:`histogram_mode`): ``~0`` when context cells of that type explain the target cells' counts
@@ -166,19 +177,21 @@ def celltype_similarity(
     cells = np.concatenate(
         [rng.permutation(np.flatnonzero(t_labels == t))[:n_target] for t in t_types]
     ).astype(np.int64)
-    pools = [np.flatnonzero(c_labels == c) for c in c_types]
+    # a random pool of at most max(n_context, _POOL) cells per context type, decoded once per batch
+    pools = [rng.permutation(np.flatnonzero(c_labels == c))[: max(n_context, _POOL)] for c in c_types]
     widths = [min(n_context, len(p)) for p in pools]
-    # per sampled target cell, its own random draw of context cells of every type (no repeats)
+    offsets = np.cumsum([0, *(len(p) for p in pools)])
+    # per sampled target cell, its own random draw of pooled cells of every type (no repeats)
     candidates = np.concatenate(
         [
-            np.stack([rng.choice(p, w, replace=False) for _ in cells])
-            for p, w in zip(pools, widths, strict=True)
+            _draws(rng, len(cells), len(p), w) + start
+            for p, w, start in zip(pools, widths, offsets[:-1], strict=True)
         ],
         axis=1,
     )
-    z_context = context.get_latent_representation(batch_size=batch_size)
+    z_pool = context.get_latent_representation(indices=np.concatenate(pools), batch_size=batch_size)
     similarity = target.similarity_to_table(
-        z_context, candidates, indices=cells, batch_size=batch_size, progress_bar=progress_bar
+        z_pool, candidates, indices=cells, batch_size=batch_size, progress_bar=progress_bar
     )
     cell_types = t_labels[cells]
     bounds = np.cumsum([0, *widths])
