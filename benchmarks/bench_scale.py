@@ -158,7 +158,7 @@ def first_call_neighbors() -> None:
     sc.pp.neighbors(ad.AnnData(x), use_rep="X", n_neighbors=15)
 
 
-def run_size(size: int, stages: list[str], model_cells: int | None, out: Path) -> None:
+def run_size(size: int, stages: list[str], model_cells: int | None, out: Path, threads: int | None) -> None:
     """Every requested stage on ``size`` resampled cells per species, in this process."""
     import anndata as ad
     import scanpy as sc
@@ -168,9 +168,14 @@ def run_size(size: int, stages: list[str], model_cells: int | None, out: Path) -
     import xspecies as xs
 
     scvi.settings.seed = 0
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
     probe_before = gemm_rate()
-    run = Runner(size, stages, out, {"n_cells_per_species": size, "gflops_before": probe_before})
+    info = {
+        "n_cells_per_species": size,
+        "gflops_before": probe_before,
+        "torch_threads": torch.get_num_threads(),
+    }
+    run = Runner(size, stages, out, info)
     pair = {}
 
     def load():
@@ -350,6 +355,9 @@ def main() -> None:
         default=None,
         help="train the models (one epoch) on this many cells per species and load them onto all cells",
     )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: all cores; 1 on a shared machine)"
+    )
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--note", default=None, help="note stored with the sizes run")
@@ -358,7 +366,7 @@ def main() -> None:
     logging.basicConfig(format="%(asctime)s %(message)s")
     warnings.filterwarnings("ignore")
     if args.worker is not None:
-        run_size(args.worker, args.stages, args.model_cells, Path(args.out))
+        run_size(args.worker, args.stages, args.model_cells, Path(args.out), args.threads)
         return
 
     for size in args.sizes:
@@ -366,6 +374,7 @@ def main() -> None:
             proc = subprocess.run(
                 [sys.executable, __file__, "--worker", str(size), "--stages", *args.stages, "--out", out.name]
                 + ([] if args.model_cells is None else ["--model-cells", str(args.model_cells)])
+                + ([] if args.threads is None else ["--threads", str(args.threads)])
             )
             text = Path(out.name).read_text()
         results = json.loads(args.results.read_text()) if args.results.exists() else {"sizes": {}}
