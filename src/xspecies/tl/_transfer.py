@@ -120,7 +120,8 @@ def _two_groups(scores: np.ndarray, n_iter: int = 200) -> tuple[np.ndarray, np.n
     """Novelty p-values and probabilities from a two-group model fitted to the unlabelled scores.
 
     Cells of types the context has (the null group) follow a Laplace distribution, cells of absent
-    types a normal one above it; both, and the share of the second, are fitted by EM. The p-value is
+    types a normal one above it; both, and the share of the second, are fitted by EM (at most
+    ``n_iter`` steps, fewer once the parameters settle). The p-value is
     the null's upper tail at the score. The probability of an absent type is the posterior of the
     second group when it is a separate mode (Ashman's ``D > 2``), centred beyond the null's 99th
     percentile and a minority; otherwise it is 0 and the null is the Laplace fitted to all scores.
@@ -129,6 +130,7 @@ def _two_groups(scores: np.ndarray, n_iter: int = 200) -> tuple[np.ndarray, np.n
     scale = max(float(np.median(np.abs(scores - location))) / np.log(2), 1e-12)
     top = scores >= np.quantile(scores, 0.9)
     mean, sd, share = float(scores[top].mean()), float(scores[top].std()) + 1e-6, 0.1
+    previous = None
     for _ in range(n_iter):
         log_null = np.log1p(-share) + _laplace_log_density(scores, location, scale)
         log_novel = np.log(share) - 0.5 * ((scores - mean) / sd) ** 2 - np.log(sd * np.sqrt(2 * np.pi))
@@ -138,6 +140,10 @@ def _two_groups(scores: np.ndarray, n_iter: int = 200) -> tuple[np.ndarray, np.n
         scale = max(float(np.average(np.abs(scores - location), weights=1.0 - posterior + 1e-12)), 1e-12)
         mean = float(np.average(scores, weights=posterior + 1e-12))
         sd = float(np.sqrt(np.average((scores - mean) ** 2, weights=posterior + 1e-12))) + 1e-6
+        fitted = (share, location, scale, mean, sd)
+        if previous is not None and np.allclose(fitted, previous, rtol=1e-10, atol=1e-12):
+            break
+        previous = fitted
     separation = np.sqrt(2) * (mean - location) / np.sqrt(2 * scale**2 + sd**2)
     separate = bool(separation > 2 and mean > location + scale * np.log(50) and share < 0.5)
     if not separate:  # one group: the Laplace fitted to all cells
