@@ -237,9 +237,10 @@ def transfer_labels(
       probability of the second group of the novelty model above), since the label of a cell of an
       absent type is wrong.
 
-    The ``fit`` of every cell is kept as a diagnostic: how well the context explains the cell compared
-    with its own species, the median similarity of its ``n_vote`` nearest **target** cells over that of
-    its ``n_vote`` best context candidates (same score, same decoder), capped at 1.
+    The ``fit`` of every cell (one of the novelty scores, and kept as a diagnostic) is how well the
+    context explains the cell compared with its own species: the median similarity of its ``n_vote``
+    nearest **target** cells over that of its ``n_vote`` best context candidates (same score, same
+    decoder), capped at 1.
 
     Parameters
     ----------
@@ -291,7 +292,7 @@ def transfer_labels(
           label: context cells with a missing label do not vote);
         - ``obs[key + "_confidence"]``: probability that the label is right, in [0, 1] (see above);
         - ``obs[key + "_vote_share"]``: the winner's share of the vote weight;
-        - ``obs[key + "_fit"]``: the fit (diagnostic, see above);
+        - ``obs[key + "_fit"]``: the fit (see above);
         - ``obs[key + "_novelty_pvalue"]``: the p-value of the novelty test;
         - ``obs[key + "_novel"]``: True for cells flagged as of a type absent from the context;
         - ``obsm[key + "_candidates"]`` / ``obsm[key + "_similarity"]``: the candidates' context row
