@@ -201,6 +201,7 @@ def run_seed(
         "novel_flag_rate_shared": report.false_flag_rate,
         "novel_flag_rate_per_type": {t: report.flag_rate[t] for t in novel_types},
         "novel_flag_rate_min": float(min(report.flag_rate[t] for t in novel_types)),
+        "novelty_fit": human.uns[f"xspecies_{LABELS}"]["novelty"],
         "nns_accuracy": float(
             np.mean(
                 human.obs[f"homology_{LABELS}"].astype(str).to_numpy()[~novel & evaluated]

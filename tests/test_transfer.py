@@ -76,7 +76,11 @@ def test_end_to_end_demo(demo_pair):
     assert ((conf >= 0) & (conf <= 1)).all()
     pvalue = human.obs[f"{key}_novelty_pvalue"].to_numpy()
     assert ((pvalue > 0) & (pvalue <= 1)).all()
-    np.testing.assert_array_equal(human.obs[f"{key}_novel"].to_numpy(), pvalue <= 0.05)
+    novel = human.obs[f"{key}_novel"].to_numpy()
+    assert (pvalue[novel] <= 0.05).all()  # flagged: significant and in the second group
+    novelty = human.uns[key]["novelty"]
+    assert novelty["null_scale"] > 0 and 0 <= novelty["novel_share"] < 0.5
+    assert novel.mean() <= 2 * novelty["novel_share"]  # posterior above 0.5: at most twice its mean
     # acinar cells (absent in mouse) are flagged far more often than cells of shared types
     assert report.novel_flag_rate > 2 * report.false_flag_rate, report.flag_rate
     assert human.uns[key]["params"]["novel_alpha"] == 0.05

@@ -1,4 +1,4 @@
-"""Calibration of the label transfer: the held-out context votes, the outlyingness and the novelty test."""
+"""Calibration of the label transfer: the held-out context votes and the novelty flag."""
 
 import numpy as np
 import pandas as pd
@@ -7,13 +7,7 @@ from anndata import AnnData
 
 import xspecies as xs
 from xspecies.tl._evaluate import expected_calibration_error, reliability_table
-from xspecies.tl._transfer import (
-    _conformal_pvalues,
-    _held_out_votes,
-    _novelty_pvalues,
-    _outlyingness,
-    _shared_probability,
-)
+from xspecies.tl._transfer import _held_out_votes, _novelty_scores, _standardized, _two_groups
 
 
 def _blobs(n_per: int, centers, seed: int):
@@ -22,48 +16,80 @@ def _blobs(n_per: int, centers, seed: int):
     return z, np.repeat(np.arange(len(centers)), n_per)
 
 
-def test_novelty_test_false_flag_rate_and_power():
+def _flagged(context, target, fit, alpha=0.05):
+    pvalue, probability, fitted = _two_groups(_novelty_scores(context, target, fit, 15))
+    assert ((pvalue > 0) & (pvalue <= 1)).all() and ((probability >= 0) & (probability <= 1)).all()
+    return (pvalue <= alpha) & (probability > 0.5), fitted
+
+
+def _species_gap(z, seed):
+    # the target species' cells of shared types: moved and spread out as a whole (about the centre)
+    centre = z.mean(axis=0)
+    spread = np.random.default_rng(seed).normal(0, 0.3, z.shape)
+    return centre + 1.2 * (z - centre) + np.array([0.5, -0.5]) + spread
+
+
+def test_novelty_flags_a_novel_cluster_not_a_shifted_scaled_shared_cloud():
     context, _ = _blobs(300, [(0, 0), (8, 0)], seed=0)
-    shared, _ = _blobs(300, [(0, 0), (8, 0)], seed=1)  # same types, new cells
-    novel, _ = _blobs(100, [(4, 9)], seed=2)  # a type the context lacks
-    null = _outlyingness(context, None, 15)
-    assert null.shape == (600,)
-    p_shared = _conformal_pvalues(null, _outlyingness(context, shared, 15))
-    p_novel = _conformal_pvalues(null, _outlyingness(context, novel, 15))
-    assert 0.01 < np.mean(p_shared <= 0.05) < 0.10  # the stated false flag rate, up to sampling
-    assert np.mean(p_novel <= 0.05) > 0.95
-    assert p_shared.min() >= 1 / 601 and p_shared.max() <= 1.0
+    shared = _species_gap(_blobs(300, [(0, 0), (8, 0)], seed=1)[0], seed=4)
+    novel, _ = _blobs(60, [(4, 12)], seed=2)  # a type the context lacks
+    fit = np.random.default_rng(5).uniform(0.05, 1.0, size=660)  # the same misfit for all: no help
+    flagged, fitted = _flagged(context, np.concatenate([shared, novel]), fit)
+    assert flagged[:600].mean() <= 0.05
+    assert flagged[600:].mean() >= 0.9
+    assert 0.05 < fitted["novel_share"] < 0.15
+    # without the novel type nothing stands out: no second group, nothing flagged
+    flagged, fitted = _flagged(context, shared, fit[:600])
+    assert fitted["novel_share"] == 0
+    assert not flagged.any()
 
 
-def test_novelty_test_removes_a_species_gap():
-    # the target cells of shared types sit less tightly among the context cells than these among
-    # themselves (a species gap): against the context alone most would be flagged
-    context, _ = _blobs(300, [(0, 0), (8, 0)], seed=0)
-    shared = _blobs(300, [(0, 0), (8, 0)], seed=1)[0] + np.random.default_rng(4).normal(0, 1.2, (600, 2))
-    novel, _ = _blobs(60, [(4, 9)], seed=2)
-    null = _outlyingness(context, None, 15)
-    scores = _outlyingness(context, np.concatenate([shared, novel]), 15)
-    assert np.mean(_conformal_pvalues(null, scores[:600]) <= 0.05) > 0.2  # the gap, uncorrected
-    pvalue = _novelty_pvalues(null, scores)
-    assert np.mean(pvalue[:600] <= 0.05) < 0.08
-    assert np.mean(pvalue[600:] <= 0.05) > 0.9
+def test_novelty_flag_robust_to_a_quarter_of_novel_cells():
+    context, _ = _blobs(300, [(0, 0), (8, 0), (0, 8)], seed=0)
+    shared = _species_gap(_blobs(200, [(0, 0), (8, 0), (0, 8)], seed=1)[0], seed=4)
+    novel, _ = _blobs(100, [(9, 10), (-6, -6)], seed=2)  # two absent types, 25 % of the target
+    fit = np.random.default_rng(5).uniform(0.05, 1.0, size=800)
+    flagged, fitted = _flagged(context, np.concatenate([shared, novel]), fit)
+    assert flagged[:600].mean() <= 0.05
+    assert flagged[600:].mean() >= 0.9
+    assert 0.15 < fitted["novel_share"] < 0.35
 
 
-def test_shared_probability_is_a_local_fdr():
+def test_novelty_misfit_finds_a_novel_type_the_latent_space_places_among_context_cells():
+    # the model puts the novel cells beside a context type, as densely as the context cells there:
+    # outlyingness and density ratio see nothing, the misfit (the context explains them badly) does
+    context, _ = _blobs(300, [(0, 0), (8, 0), (4, 6)], seed=0)
+    target, types = _blobs(300, [(0, 0), (8, 0), (4, 6)], seed=1)
+    rng = np.random.default_rng(5)
+    fit = rng.uniform(0.3, 1.0, size=900)
+    fit[types == 2] = rng.uniform(0.001, 0.05, size=300)
+    flagged, _ = _flagged(context, target, fit)
+    assert flagged[types == 2].mean() >= 0.9
+    assert flagged[types != 2].mean() <= 0.05
+
+
+def test_two_groups_fits_a_separate_mode_and_no_mode():
     rng = np.random.default_rng(0)
-    uniform = rng.uniform(size=5000)
-    np.testing.assert_allclose(_shared_probability(uniform), 1.0, atol=0.1)
-    # 20 % of the cells with p-values near 0 (absent types): the lowest bin holds 1 shared cell in 5
-    pvalue = np.concatenate([uniform[:4000], rng.uniform(0, 0.01, size=1000)])
-    probability = _shared_probability(pvalue)
-    assert probability[pvalue > 0.2].min() == 1.0
-    assert 0.12 < probability[pvalue < 0.01].max() < 0.25
+    bulk = rng.laplace(0.0, 1.0, size=2000)
+    mode = rng.normal(10.0, 1.0, size=200)
+    pvalue, probability, fitted = _two_groups(np.concatenate([bulk, mode]))
+    assert fitted["null_location"] == pytest.approx(0.0, abs=0.1)
+    assert fitted["null_scale"] == pytest.approx(1.0, abs=0.1)
+    assert fitted["novel_share"] == pytest.approx(200 / 2200, abs=0.01)
+    assert (probability[2000:] > 0.5).mean() > 0.99 and (probability[:2000] > 0.5).mean() < 0.01
+    # the p-value is the fitted Laplace null's upper tail: about uniform on the null group
+    assert np.mean(pvalue[:2000] <= 0.05) == pytest.approx(0.05, abs=0.015)
+    pvalue, probability, fitted = _two_groups(bulk)
+    assert fitted["novel_share"] == 0.0 and not probability.any()
+    _, probability, fitted = _two_groups(rng.normal(size=2000))  # lighter tails than the null's
+    assert fitted["novel_share"] == 0.0 and not probability.any()
 
 
-def test_conformal_pvalues_count_the_null():
-    null = np.array([1.0, 2.0, 3.0, 4.0])
-    # share of null scores at least as large, counting the score itself
-    np.testing.assert_allclose(_conformal_pvalues(null, np.array([0.5, 2.0, 10.0])), [1.0, 0.8, 0.2])
+def test_standardized_survives_equal_scores():
+    np.testing.assert_allclose(
+        _standardized(np.array([1.0, 1.0, 1.0, 4.0])), [0, 0, 0, 3 / np.std([1, 1, 1, 4])]
+    )
+    np.testing.assert_allclose(_standardized(np.full(5, 2.0)), 0.0)
 
 
 def test_held_out_votes_right_on_separated_types_and_missing_labels_skipped():
