@@ -264,7 +264,11 @@ def run_size(size: int, stages: list[str], model_cells: int | None, out: Path, t
             joint["adata"] = ad.AnnData(
                 obsm={"X_joint": z}, obs={"species": np.repeat(["mouse", "human"], size)}
             )
-            sc.pp.neighbors(joint["adata"], use_rep="X_joint", n_neighbors=15, random_state=0)
+            # exact search (k-d tree) in the 10-d latent: scanpy's default pynndescent path fails on
+            # current releases on large inputs (a csr_array without getnnz: docs/large_datasets.md)
+            sc.pp.neighbors(
+                joint["adata"], use_rep="X_joint", n_neighbors=15, transformer="sklearn", random_state=0
+            )
 
         run.timed("neighbors", neighbors, cells=size)
     if "scice" in stages:
