@@ -564,11 +564,17 @@ class TargetModel(SpeciesModelBase):
                 f"No target cell has homology_top_percent <= top_percent={self.module.top_percent}: "
                 "nothing to align."
             )
-        # cells of one batch with the same closest neighbour share most candidates: neighbouring
-        # cells of the loader then decode each distinct (candidate, batch) pair once
+        # cells of one batch whose candidates lie close together share most of them: a minibatch of
+        # such cells decodes each distinct (candidate, batch) pair once, at any number of cells
         batch = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel()[aligned]
-        first = np.asarray(self.get_from_registry(self.adata, NEIGHBORS_KEY))[aligned, 0]
-        aligned = aligned[np.lexsort((first, batch))]
+        first = np.asarray(self.get_from_registry(self.adata, NEIGHBORS_KEY))[aligned, :8].astype(np.int64)
+        where = self.module.context_qz_mean.cpu().numpy()[first].mean(axis=1)
+        aligned = np.concatenate(
+            [
+                aligned[rows][locality_order(where[rows])]
+                for rows in (np.flatnonzero(batch == code) for code in np.unique(batch))
+            ]
+        )
         return PartnerLoaders(self.adata_manager, aligned, batch_size=PARTNER_BATCH_SIZE)
 
     # --- likelihood-based similarity ---------------------------------------------------------------
