@@ -732,7 +732,9 @@ class TargetModel(SpeciesModelBase):
         """:meth:`likelihood_similarity` for candidates given as rows of a latent table.
 
         Faster when many cells share candidates (e.g. context cells): each table row is decoded once
-        per target batch.
+        per target batch, or, for a table of more than ``6e7`` values (rows x genes), once per run of
+        target cells whose candidates lie close together in the latent space (the memory stays bounded
+        and the work linear in the number of cells however large the table).
 
         Parameters
         ----------
