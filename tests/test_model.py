@@ -236,9 +236,9 @@ def test_similarity_to_a_table_too_large_to_decode_at_once(trained, monkeypatch)
     decoded = []
     original = _target.DecodedTable
 
-    def recording(rho, *args):
+    def recording(rho, *args, **kwargs):
         decoded.append(rho.shape[0])
-        return original(rho, *args)
+        return original(rho, *args, **kwargs)
 
     monkeypatch.setattr(_target, "DecodedTable", recording)
     monkeypatch.setattr(_target, "_TABLE_LIMIT", 30 * target.module.n_input)  # 30 rows at once
@@ -247,8 +247,8 @@ def test_similarity_to_a_table_too_large_to_decode_at_once(trained, monkeypatch)
     assert max(decoded) <= 30 < len(z_ctx)
     n_codes = len(np.unique(target.adata.obs["donor"]))
     assert len(decoded) > n_codes  # several runs per batch
-    # each run's anchors cover only its cells' library sizes: interpolation differs slightly
-    np.testing.assert_allclose(blocked, whole, rtol=1e-3, atol=0.05)
+    # the zero part of each row is computed once per batch, at the same anchors as for the whole table
+    np.testing.assert_allclose(blocked, whole, rtol=1e-4, atol=1e-3)
 
 
 def test_custom_layer_order_and_dispersion(synthetic_pair):

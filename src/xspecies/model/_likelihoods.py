@@ -167,16 +167,76 @@ def _candidate_chunk(x, log_library, rho, theta, zi_logits, rows, eps):
     return ll + torch.bmm(F.softplus(shifted), (1 - nonzero)[:, :, None]).squeeze(-1)
 
 
+class ZeroPart:
+    """The zero part of the log-likelihood of table rows, at anchors on the log-library axis.
+
+    For a table row (decoded ``rho``, ``theta``, ``zi``), the sum over all genes of the log-probability
+    of a zero count depends on a cell only through its library size. It is evaluated (value and
+    derivative in the log library) at anchors spaced at most ``spacing`` apart over the range of the
+    cells' log library sizes, and interpolated with cubic Hermite polynomials (error well below 0.1
+    nats at the default spacing).
+
+    Parameters
+    ----------
+    log_library
+        Log library sizes of the cells to be scored (the anchors cover their range).
+    spacing
+        Largest distance between anchors.
+    eps
+        Numerical stability constant (as in :func:`count_log_likelihood`).
+    """
+
+    def __init__(self, log_library: torch.Tensor, spacing: float = 0.5, eps: float = 1e-8):
+        low, high = float(log_library.min()), float(log_library.max())
+        self.n_anchors = max(2, int(np.ceil((high - low) / spacing)) + 1)
+        self.low, self.step = low, max((high - low) / (self.n_anchors - 1), 1e-6)
+        self.eps = eps
+        self.values = self.slopes = None
+
+    def evaluate(self, rho: torch.Tensor, theta: torch.Tensor, zi: torch.Tensor | None, chunk: int = 512):
+        """Values and slopes ``(n_rows, n_anchors)`` of table rows (``theta`` of shape ``rho`` or per gene)."""
+        values, slopes = [], []
+        for start in range(0, rho.shape[0], chunk):
+            rows = slice(start, start + chunk)
+            th = theta[rows] if theta.dim() == 2 else theta
+            pairs = [
+                self._at(rho[rows], th, None if zi is None else zi[rows], self.low + j * self.step)
+                for j in range(self.n_anchors)
+            ]
+            values.append(torch.stack([v for v, _ in pairs], dim=1))
+            slopes.append(torch.stack([d for _, d in pairs], dim=1))
+        return torch.cat(values), torch.cat(slopes)
+
+    def _at(self, rho, theta, zi, log_lib: float):
+        mu = rho * float(np.exp(log_lib))
+        log_theta_mu = torch.log(theta + mu + self.eps)
+        log_nb0 = theta * (torch.log(theta + self.eps) - log_theta_mu)
+        d_nb0 = -theta * mu / (theta + mu + self.eps)
+        if zi is None:
+            return log_nb0.sum(-1), d_nb0.sum(-1)
+        arg = log_nb0 - zi
+        return (F.softplus(arg) - F.softplus(-zi)).sum(-1), (torch.sigmoid(arg) * d_nb0).sum(-1)
+
+    def interpolate(self, values, slopes, rows: torch.Tensor, log_lib: torch.Tensor) -> torch.Tensor:
+        """The zero part of table rows ``rows`` ``(m, k)`` for cells of log library ``log_lib`` ``(m,)``."""
+        pos = (log_lib - self.low) / self.step
+        j = torch.clamp(torch.floor(pos), 0, self.n_anchors - 2).long()
+        t = (pos - j)[:, None]
+        jj = j[:, None].expand_as(rows)
+        v0, v1 = values[rows, jj], values[rows, jj + 1]
+        d0, d1 = slopes[rows, jj] * self.step, slopes[rows, jj + 1] * self.step
+        t2, t3 = t * t, t * t * t
+        return (2 * t3 - 3 * t2 + 1) * v0 + (t3 - 2 * t2 + t) * d0 + (3 * t2 - 2 * t3) * v1 + (t3 - t2) * d1
+
+
 class DecodedTable:
     """Decoder outputs of a table of latents for one batch, prepared for many likelihood evaluations.
 
     The log-likelihood of a cell's counts under a table row splits into a *zero part*, the sum over all
-    genes of the probability of a zero count, which depends on the cell only through its library size,
-    and a correction on the cell's non-zero genes. The zero part of every row is evaluated (value and
-    derivative) at anchors spaced ``spacing`` apart on the log-library axis and interpolated with cubic
-    Hermite polynomials (error well below 0.1 nats at the default spacing); the correction is exact.
-    The cost is thus one pass over (rows x anchors x genes) plus one over (cells x rows x non-zero
-    genes), instead of (cells x rows x genes).
+    genes of the probability of a zero count, which depends on the cell only through its library size
+    (:class:`ZeroPart`, interpolated between anchors), and a correction on the cell's non-zero genes,
+    which is exact. The cost is thus one pass over (rows x anchors x genes) plus one over (cells x rows x
+    non-zero genes), instead of (cells x rows x genes).
 
     Parameters
     ----------
@@ -187,9 +247,12 @@ class DecodedTable:
     log_library
         Log library sizes of the cells to be scored (the anchors cover their range).
     spacing
-        Distance of the anchors on the log-library axis.
+        Largest distance between the anchors on the log-library axis.
     eps
         Numerical stability constant (as in :func:`count_log_likelihood`).
+    zero_part
+        ``(anchors, values, slopes)`` of these rows computed beforehand (a :class:`ZeroPart` and its
+        :meth:`ZeroPart.evaluate` output); ``log_library`` and ``spacing`` are then not used.
     """
 
     def __init__(
@@ -198,55 +261,20 @@ class DecodedTable:
         theta: torch.Tensor,
         zi_logits: torch.Tensor | None,
         per_row_theta: bool,
-        log_library: torch.Tensor,
+        log_library: torch.Tensor | None = None,
         spacing: float = 0.5,
         eps: float = 1e-8,
+        zero_part: tuple | None = None,
     ):
         self.rho = rho
         self.per_row_theta = per_row_theta
         self.theta = theta if per_row_theta else theta.reshape(-1, theta.shape[-1])[0]
         self.zi = zi_logits
         self.eps = eps
-        low, high = float(log_library.min()), float(log_library.max())
-        n_anchors = max(2, int(np.ceil((high - low) / spacing)) + 1)
-        self.low, self.step = low, max((high - low) / (n_anchors - 1), 1e-6)
-        values, slopes = [], []
-        for j in range(n_anchors):
-            v, d = self._zero_part(self.low + j * self.step)
-            values.append(v)
-            slopes.append(d)
-        self.values = torch.stack(values, dim=1)  # (n_rows, n_anchors)
-        self.slopes = torch.stack(slopes, dim=1)
-
-    def _zero_part(self, log_lib: float, chunk: int = 512):
-        """Zero part of every row and its derivative in the log library, at one library size."""
-        out_v, out_d = [], []
-        for start in range(0, self.rho.shape[0], chunk):
-            rho = self.rho[start : start + chunk]
-            theta = self.theta[start : start + chunk] if self.per_row_theta else self.theta
-            mu = rho * float(np.exp(log_lib))
-            log_theta_mu = torch.log(theta + mu + self.eps)
-            log_nb0 = theta * (torch.log(theta + self.eps) - log_theta_mu)
-            d_nb0 = -theta * mu / (theta + mu + self.eps)
-            if self.zi is None:
-                out_v.append(log_nb0.sum(-1))
-                out_d.append(d_nb0.sum(-1))
-            else:
-                zi = self.zi[start : start + chunk]
-                arg = log_nb0 - zi
-                out_v.append((F.softplus(arg) - F.softplus(-zi)).sum(-1))
-                out_d.append((torch.sigmoid(arg) * d_nb0).sum(-1))
-        return torch.cat(out_v), torch.cat(out_d)
-
-    def _interpolate(self, rows: torch.Tensor, log_lib: torch.Tensor) -> torch.Tensor:
-        pos = (log_lib - self.low) / self.step
-        j = torch.clamp(torch.floor(pos), 0, self.values.shape[1] - 2).long()
-        t = (pos - j)[:, None]
-        jj = j[:, None].expand_as(rows)
-        v0, v1 = self.values[rows, jj], self.values[rows, jj + 1]
-        d0, d1 = self.slopes[rows, jj] * self.step, self.slopes[rows, jj + 1] * self.step
-        t2, t3 = t * t, t * t * t
-        return (2 * t3 - 3 * t2 + 1) * v0 + (t3 - 2 * t2 + t) * d0 + (3 * t2 - 2 * t3) * v1 + (t3 - t2) * d1
+        if zero_part is None:
+            anchors = ZeroPart(log_library, spacing, eps)
+            zero_part = (anchors, *anchors.evaluate(rho, self.theta, zi_logits))
+        self.anchors, self.values, self.slopes = zero_part
 
     def log_likelihood(self, x: torch.Tensor, library: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """:func:`count_log_likelihood` of cells ``x`` under table rows ``rows`` (per cell).
@@ -266,7 +294,7 @@ class DecodedTable:
             ``(m, k)`` log-likelihoods.
         """
         library = library.reshape(-1)
-        total = self._interpolate(rows, library)
+        total = self.anchors.interpolate(self.values, self.slopes, rows, library)
         nz = x > self.eps
         n_nz = int(nz.sum(-1).max()) if x.numel() else 0
         if n_nz == 0:

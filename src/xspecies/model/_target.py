@@ -28,14 +28,16 @@ from ._base import (
 )
 from ._blocks import candidate_blocks, locality_order
 from ._context import ContextModel
-from ._likelihoods import DecodedTable
+from ._likelihoods import DecodedTable, ZeroPart
 from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, TargetVAE
 from ._training import AlignmentTrainingPlan, PartnerLoaders
 
 #: Largest table (cells x genes) of decoded candidates kept in memory by the fast similarity path.
-_TABLE_LIMIT = 60_000_000
+_TABLE_LIMIT = 20_000_000
 #: Most cells whose candidates are decoded together when the table exceeds ``_TABLE_LIMIT``.
 _BLOCK_CELLS = 16_384
+#: Table rows decoded at once for the zero part of a table above ``_TABLE_LIMIT``.
+_DECODE_ROWS = 4096
 #: Elements (cells x candidates x genes) evaluated at once when comparing likelihoods.
 _CHUNK_ELEMENTS = 1 << 21
 #: Epochs between two choices of the alignment partners when ``max_epochs`` is given.
@@ -54,6 +56,34 @@ TARGET_ARCHITECTURE = (
     "dispersion",
     "use_library_encoder",
 )
+
+
+def _decode_rows(module, z: torch.Tensor, code: int, chunk: int = 4096):
+    """Decoder outputs ``(rho, theta, zi)`` of the latents ``z`` for batch ``code``, ``chunk`` rows at a time.
+
+    The outputs are filled in place, so that the decoder's temporaries never exceed one chunk.
+    """
+    rho = theta = zi = None
+    for start in range(0, z.shape[0], chunk):
+        part = z[start : start + chunk]
+        r, t, p = module.decoder(part, torch.full((part.shape[0],), code, device=z.device))
+        if rho is None:
+            rho = r.new_empty((z.shape[0], r.shape[1]))
+            zi = None if p is None else r.new_empty(rho.shape)
+            theta = r.new_empty(rho.shape) if module.dispersion == "gene-cell" else t
+        rows = slice(start, start + part.shape[0])
+        rho[rows] = r
+        if zi is not None:
+            zi[rows] = p
+        if module.dispersion == "gene-cell":
+            theta[rows] = t
+    return rho, theta, zi
+
+
+def _table_terms(module, z: torch.Tensor, code: int):
+    """``(rho, theta, zi)`` of latents ``z`` for batch ``code`` as :meth:`ZeroPart.evaluate` takes them."""
+    rho, theta, zi = _decode_rows(module, z, code)
+    return rho, theta if module.dispersion == "gene-cell" else theta.reshape(-1, theta.shape[-1])[0], zi
 
 
 def _label_consistent(
@@ -610,50 +640,68 @@ class TargetModel(SpeciesModelBase):
         for code in np.unique(codes):
             rows = np.flatnonzero(codes == code)
             batch = torch.full((len(rows),), int(code), device=device)
-            if not use_table or table.shape[0] <= row_limit:
-                blocks = [np.arange(len(rows))]
-            else:
-                # cells placed by the mean latent of their first candidates, in k-d tree order
+            # pass 1: own latent, library and log-likelihood of every cell of this batch
+            own, libs = [], []
+            for tensors in self._make_data_loader(
+                adata=self.adata, indices=indices[rows], batch_size=batch_size or 256
+            ):
+                x = tensors[REGISTRY_KEYS.X_KEY].to(device)
+                enc = module.encode(x, batch[: x.shape[0]])
+                lib = enc["library_mean"].reshape(-1)
+                own.append(
+                    module.candidate_log_likelihood(x, enc["qz"].loc[:, None, :], batch[: x.shape[0]], lib)[
+                        :, 0
+                    ]
+                )
+                libs.append(lib)
+            own, libs = torch.cat(own), torch.cat(libs)
+            blocks, used, zero = [np.arange(len(rows))], None, None
+            if use_table and table.shape[0] > row_limit:
+                # runs of cells whose candidates lie close together (mean latent of the first ones, in
+                # k-d tree order) decode their distinct candidates; the zero part of every row any cell
+                # of the batch needs is computed once, a chunk of rows at a time
                 where = np.asarray(z_table)[candidates[rows, : min(k, 8)]].mean(axis=1)
                 blocks = candidate_blocks(candidates[rows], locality_order(where), row_limit, _BLOCK_CELLS)
+                used = np.unique(candidates[rows])
+                anchors = ZeroPart(libs)
+                parts = [
+                    anchors.evaluate(*_table_terms(module, table[used[s : s + _DECODE_ROWS]], int(code)))
+                    for s in range(0, len(used), _DECODE_ROWS)
+                ]
+                zero = (anchors, torch.cat([v for v, _ in parts]), torch.cat([d for _, d in parts]))
+                del parts
             for block in blocks:
-                loader = self._make_data_loader(
-                    adata=self.adata, indices=indices[rows[block]], batch_size=batch_size or 256
-                )
-                # pass 1: own latent, library and log-likelihood of every cell of the block
-                own, libs = [], []
-                for tensors in loader:
-                    x = tensors[REGISTRY_KEYS.X_KEY].to(device)
-                    enc = module.encode(x, batch[: x.shape[0]])
-                    lib = enc["library_mean"].reshape(-1)
-                    own.append(
-                        module.candidate_log_likelihood(
-                            x, enc["qz"].loc[:, None, :], batch[: x.shape[0]], lib
-                        )[:, 0]
-                    )
-                    libs.append(lib)
-                own, libs = torch.cat(own), torch.cat(libs)
-                decoded, block_candidates = None, candidates[rows[block]]
+                decoded, block_candidates = None, candidates[rows[block]]  # frees the previous table
                 if use_table:
-                    needed = np.arange(table.shape[0])
-                    if len(blocks) > 1:
+                    needed, zero_part = np.arange(table.shape[0]), None
+                    if used is not None:
                         needed, block_candidates = np.unique(block_candidates, return_inverse=True)
                         block_candidates = block_candidates.reshape(len(block), k)
-                    rho, theta, zi = module.decoder(table[needed], batch[:1].expand(len(needed)))
-                    decoded = DecodedTable(rho, theta, zi, module.dispersion == "gene-cell", libs)
+                        at = torch.as_tensor(np.searchsorted(used, needed), device=device)
+                        zero_part = (zero[0], zero[1][at], zero[2][at])
+                    rho, theta, zi = _decode_rows(module, table[needed], int(code))
+                    decoded = DecodedTable(
+                        rho, theta, zi, module.dispersion == "gene-cell", libs, zero_part=zero_part
+                    )
                 # pass 2: candidates, in chunks of at most _CHUNK_ELEMENTS (cells x candidates x genes)
                 pos = 0
-                for tensors in loader:
+                for tensors in self._make_data_loader(
+                    adata=self.adata, indices=indices[rows[block]], batch_size=batch_size or 256
+                ):
                     x_all = tensors[REGISTRY_KEYS.X_KEY].to(device)
                     for s in range(0, x_all.shape[0], step):
                         x = x_all[s : s + step]
-                        sl = slice(pos + s, pos + s + x.shape[0])
-                        idx = torch.as_tensor(block_candidates[sl], dtype=torch.int64, device=device)
+                        cells = block[pos + s : pos + s + x.shape[0]]
+                        idx = torch.as_tensor(
+                            block_candidates[pos + s : pos + s + x.shape[0]], dtype=torch.int64, device=device
+                        )
                         if decoded is None:
-                            ll = module.candidate_log_likelihood(x, table[idx], batch[: x.shape[0]], libs[sl])
+                            ll = module.candidate_log_likelihood(
+                                x, table[idx], batch[: x.shape[0]], libs[cells]
+                            )
                         else:
-                            ll = decoded.log_likelihood(x, libs[sl], idx)
-                        result[rows[block[sl]]] = (ll - own[sl, None]).cpu().numpy()
+                            ll = decoded.log_likelihood(x, libs[cells], idx)
+                        result[rows[cells]] = (ll - own[cells, None]).cpu().numpy()
                     pos += x_all.shape[0]
                     bar.update(x_all.shape[0])
         bar.close()
@@ -732,7 +780,7 @@ class TargetModel(SpeciesModelBase):
         """:meth:`likelihood_similarity` for candidates given as rows of a latent table.
 
         Faster when many cells share candidates (e.g. context cells): each table row is decoded once
-        per target batch, or, for a table of more than ``6e7`` values (rows x genes), once per run of
+        per target batch, or, for a table of more than ``2e7`` values (rows x genes), once per run of
         target cells whose candidates lie close together in the latent space (the memory stays bounded
         and the work linear in the number of cells however large the table).
 
