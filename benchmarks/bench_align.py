@@ -8,8 +8,8 @@ run of ``benchmarks/bench_model.py`` (``benchmarks/results/model.json``: 4000 HV
 by the benchmark, same epochs and seeds). Done when every seed is within 0.02 of the tuned run (or
 above it).
 
-Usage: ``python benchmarks/bench_align.py [--seeds 0 1 2] [--data DIR] [--keep DIR]``; writes
-``benchmarks/results/align.json``.
+Usage: ``python benchmarks/bench_align.py [--seeds 0 1 2] [--data DIR] [--keep DIR] [--add]``; writes
+``benchmarks/results/align.json`` (with ``--add``, the runs of other seeds already in it are kept).
 """
 
 from __future__ import annotations
@@ -81,6 +81,11 @@ def main() -> None:
     parser.add_argument("--tuned", type=Path, default=RESULTS / "model.json", help="bench_model.py results")
     parser.add_argument("--out", type=Path, default=RESULTS / "align.json")
     parser.add_argument("--keep", type=Path, default=None, help="keep the align output folders here")
+    parser.add_argument(
+        "--add",
+        action="store_true",
+        help="keep the runs of other seeds already in --out (one file for all seeds)",
+    )
     args = parser.parse_args()
     tuned = {run["seed"]: run for run in json.loads(args.tuned.read_text())["runs"]}
     missing = [seed for seed in args.seeds if seed not in tuned]
@@ -88,6 +93,8 @@ def main() -> None:
         raise SystemExit(f"{args.tuned} has no run of seeds {missing} to compare with")
     keys = ["balanced_accuracy", "accuracy", "recall", "n_novel", "n_context_genes", "n_target_genes"]
     keys += ["n_context_cells", "n_target_cells", "train_context_s", "train_target_s", "transfer_s", "wall_s"]
+    earlier = json.loads(args.out.read_text()) if args.add and args.out.exists() else {}
+    kept = [run for run in earlier.get("runs", []) if run["seed"] not in args.seeds]
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
@@ -104,7 +111,8 @@ def main() -> None:
                 f"{run['wall_s']:.0f} s",
                 flush=True,
             )
-            differences = [r["difference"] for r in runs]
+            every = sorted(kept + runs, key=lambda r: r["seed"])
+            differences = [r["difference"] for r in every]
             result = {
                 "benchmark": "xspecies align on the full Baron files (mouse context -> human target)",
                 "command": "xspecies align --context baron_mouse_counts.h5ad --target baron_human_counts.h5ad "
@@ -114,12 +122,13 @@ def main() -> None:
                 "tuned_run": str(args.tuned.name),
                 "tolerance": TOLERANCE,
                 "summary": {
-                    "balanced_accuracy": [r["balanced_accuracy"] for r in runs],
-                    "tuned_balanced_accuracy": [r["tuned_balanced_accuracy"] for r in runs],
+                    "seeds": [r["seed"] for r in every],
+                    "balanced_accuracy": [r["balanced_accuracy"] for r in every],
+                    "tuned_balanced_accuracy": [r["tuned_balanced_accuracy"] for r in every],
                     "difference": {"min": float(np.min(differences)), "mean": float(np.mean(differences))},
                     "done": bool(min(differences) >= -TOLERANCE),
                 },
-                "runs": runs,
+                "runs": every,
                 "machine": {
                     "cpu_count": os.cpu_count(),
                     "load_average_after": os.getloadavg(),

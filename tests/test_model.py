@@ -40,6 +40,8 @@ def test_context_outputs(trained):
     decoded = context.decode_expression(z[:4], "m1", library=100.0)
     np.testing.assert_allclose(decoded["rho"].sum(1), 1.0, rtol=1e-4)
     np.testing.assert_allclose(decoded["mu"], decoded["rho"] * 100.0, rtol=1e-5)
+    assert decoded["dropout"].shape == decoded["rho"].shape  # zero-inflation probabilities (zinb)
+    assert ((decoded["dropout"] > 0) & (decoded["dropout"] < 1)).all()
     with pytest.raises(ValueError, match="Unknown batch"):
         context.decode_expression(z[:2], "nope")
 

@@ -616,7 +616,9 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
         Returns
         -------
         dict
-            ``"rho"``: ``(n, n_genes)`` normalised expression (rows sum to 1); ``"mu"``: ``rho * library``.
+            ``"rho"``: ``(n, n_genes)`` normalised expression (rows sum to 1); ``"mu"``: ``rho * library``;
+            ``"dropout"``: the probability of a zero-inflation zero (0 with ``gene_likelihood="nb"``), so
+            that the model's expected count is ``(1 - dropout) * mu``.
 
         Examples
         --------
@@ -648,13 +650,16 @@ class SpeciesModelBase(UnsupervisedTrainingMixin, RNASeqMixin, VAEMixin, BaseMod
             np.asarray(1e4 if library is None else library, dtype=np.float32), (z.shape[0],)
         )
         self.module.eval()
-        rhos = []
+        rho = np.zeros((z.shape[0], self.module.n_input), dtype=np.float32)
+        dropout = np.zeros_like(rho)
         for start in range(0, z.shape[0], batch_size):
             zt = torch.as_tensor(z[start : start + batch_size], device=self.device)
             bt = torch.as_tensor(codes[start : start + batch_size], device=self.device)
-            rhos.append(self.module.decoder(zt, bt)[0].cpu().numpy())
-        rho = np.concatenate(rhos) if rhos else np.zeros((0, self.module.n_input), dtype=np.float32)
-        return {"rho": rho, "mu": rho * lib[:, None]}
+            part, _, zi_logits = self.module.decoder(zt, bt)
+            rho[start : start + batch_size] = part.cpu().numpy()
+            if zi_logits is not None:
+                dropout[start : start + batch_size] = torch.sigmoid(zi_logits).cpu().numpy()
+        return {"rho": rho, "mu": rho * lib[:, None], "dropout": dropout}
 
     # --- saving and loading ----------------------------------------------------------------------
     def save(
