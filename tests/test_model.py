@@ -243,7 +243,8 @@ def test_similarity_to_a_table_too_large_to_decode_at_once(trained, monkeypatch)
         return original(rho, *args, **kwargs)
 
     monkeypatch.setattr(_target, "DecodedTable", recording)
-    monkeypatch.setattr(_target, "_TABLE_LIMIT", 30 * target.module.n_input)  # 30 rows at once
+    monkeypatch.setattr(_target, "_TABLE_LIMIT", 30 * target.module.n_input)  # not decoded whole
+    monkeypatch.setattr(_target, "_BLOCK_LIMIT", 30 * target.module.n_input)  # 30 rows at once
     monkeypatch.setattr(_target, "_BLOCK_CELLS", 8)
     blocked = target.similarity_to_table(z_ctx, candidates)
     assert max(decoded) <= 30 < len(z_ctx)

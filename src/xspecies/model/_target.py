@@ -32,8 +32,10 @@ from ._likelihoods import DecodedTable, ZeroPart
 from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, TargetVAE
 from ._training import AlignmentTrainingPlan, PartnerLoaders
 
-#: Largest table (cells x genes) of decoded candidates kept in memory by the fast similarity path.
-_TABLE_LIMIT = 20_000_000
+#: Largest table (rows x genes) of decoded candidates decoded whole, once per batch, by the similarity.
+_TABLE_LIMIT = 60_000_000
+#: Largest table (rows x genes) decoded at once for a run of cells when the table exceeds ``_TABLE_LIMIT``.
+_BLOCK_LIMIT = 20_000_000
 #: Most cells whose candidates are decoded together when the table exceeds ``_TABLE_LIMIT``.
 _BLOCK_CELLS = 16_384
 #: Table rows decoded at once for the zero part of a table above ``_TABLE_LIMIT``.
@@ -624,7 +626,7 @@ class TargetModel(SpeciesModelBase):
         cell needs is decoded once for many cells (:class:`~xspecies.model._likelihoods.DecodedTable`):
         the whole table when it holds at most ``_TABLE_LIMIT`` values (rows x genes), else, for a run
         of cells whose candidates are close in the latent space, the distinct rows they name, at most
-        ``_TABLE_LIMIT`` values (:func:`~xspecies.model._blocks.candidate_blocks`), so that memory stays
+        ``_BLOCK_LIMIT`` values (:func:`~xspecies.model._blocks.candidate_blocks`), so that memory stays
         bounded and work linear in the number of cells, however large the table.
         """
         module = self.module
@@ -632,7 +634,7 @@ class TargetModel(SpeciesModelBase):
         device = self.device
         table = torch.as_tensor(np.asarray(z_table, dtype=np.float32), device=device)
         k = candidates.shape[1]
-        row_limit = max(k, _TABLE_LIMIT // module.n_input)
+        row_limit = max(k, _BLOCK_LIMIT // module.n_input)
         step = max(1, _CHUNK_ELEMENTS // max(1, k * (module.n_input // 4 if use_table else module.n_input)))
         codes = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel()[indices].astype(np.int64)
         result = np.empty((len(indices), k), dtype=np.float32)
@@ -656,7 +658,7 @@ class TargetModel(SpeciesModelBase):
                 libs.append(lib)
             own, libs = torch.cat(own), torch.cat(libs)
             blocks, used, zero = [np.arange(len(rows))], None, None
-            if use_table and table.shape[0] > row_limit:
+            if use_table and table.shape[0] * module.n_input > _TABLE_LIMIT:
                 # runs of cells whose candidates lie close together (mean latent of the first ones, in
                 # k-d tree order) decode their distinct candidates; the zero part of every row any cell
                 # of the batch needs is computed once, a chunk of rows at a time
@@ -780,7 +782,7 @@ class TargetModel(SpeciesModelBase):
         """:meth:`likelihood_similarity` for candidates given as rows of a latent table.
 
         Faster when many cells share candidates (e.g. context cells): each table row is decoded once
-        per target batch, or, for a table of more than ``2e7`` values (rows x genes), once per run of
+        per target batch, or, for a table of more than ``6e7`` values (rows x genes), once per run of
         target cells whose candidates lie close together in the latent space (the memory stays bounded
         and the work linear in the number of cells however large the table).
 

@@ -10,6 +10,7 @@ import pandas as pd
 from xspecies._docs import doc_key_added_table, doc_model_pair, doc_params, doc_random_state_sampling
 from xspecies._results import store_result
 from xspecies._validation import check_int, check_positive_int
+from xspecies.model._target import _TABLE_LIMIT
 
 from ._pair import check_pair, context_labels, label_set, target_labels
 
@@ -97,7 +98,8 @@ def celltype_similarity(
 
     Up to ``n_target`` cells are sampled per target type; each is compared with ``n_context`` cells
     drawn at random (per target cell) from every context type (from a random pool of 1,000 cells of
-    the type, or ``n_context`` when larger, so that the work does not grow with the context), by the likelihood similarity
+    the type, fewer when all pools together would exceed 6e7 decoded values (cells x genes), and never
+    fewer than ``n_context``, so that the work does not grow with the context), by the likelihood similarity
     ``NLL(x | own z) - NLL(x | context z)`` of :meth:`~xspecies.model.TargetModel.similarity_to_table`.
     The score of a (target type, context type) pair is the modal value of these differences
     (:func:`histogram_mode`): ``~0`` when context cells of that type explain the target cells' counts
@@ -177,8 +179,10 @@ def celltype_similarity(
     cells = np.concatenate(
         [rng.permutation(np.flatnonzero(t_labels == t))[:n_target] for t in t_types]
     ).astype(np.int64)
-    # a random pool of at most max(n_context, _POOL) cells per context type, decoded once per batch
-    pools = [rng.permutation(np.flatnonzero(c_labels == c))[: max(n_context, _POOL)] for c in c_types]
+    # a random pool of at most max(n_context, _POOL) cells per context type (fewer when the pools would
+    # exceed the table the target decodes whole), decoded once per batch
+    pool = max(n_context, min(_POOL, _TABLE_LIMIT // (target.module.n_input * len(c_types))))
+    pools = [rng.permutation(np.flatnonzero(c_labels == c))[:pool] for c in c_types]
     widths = [min(n_context, len(p)) for p in pools]
     offsets = np.cumsum([0, *(len(p) for p in pools)])
     # per sampled target cell, its own random draw of pooled cells of every type (no repeats)
