@@ -164,6 +164,7 @@ def run_size(size: int, stages: list[str], model_cells: int | None, out: Path, t
     import scanpy as sc
     import scvi
     import torch
+    from sklearn.neighbors import KNeighborsTransformer
 
     import xspecies as xs
 
@@ -264,11 +265,11 @@ def run_size(size: int, stages: list[str], model_cells: int | None, out: Path, t
             joint["adata"] = ad.AnnData(
                 obsm={"X_joint": z}, obs={"species": np.repeat(["mouse", "human"], size)}
             )
-            # exact search (k-d tree) in the 10-d latent: scanpy's default pynndescent path fails on
-            # current releases on large inputs (a csr_array without getnnz: docs/large_datasets.md)
-            sc.pp.neighbors(
-                joint["adata"], use_rep="X_joint", n_neighbors=15, transformer="sklearn", random_state=0
-            )
+            # exact search with a k-d tree in the 10-d latent (n log n): scanpy's default pynndescent
+            # path fails on current releases on large inputs (a csr_array without getnnz), and its
+            # transformer="sklearn" is a brute-force search (cells x cells): docs/large_datasets.md
+            knn = KNeighborsTransformer(n_neighbors=15, algorithm="kd_tree")
+            sc.pp.neighbors(joint["adata"], use_rep="X_joint", n_neighbors=15, transformer=knn)
 
         run.timed("neighbors", neighbors, cells=size)
     if "scice" in stages:
