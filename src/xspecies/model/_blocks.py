@@ -39,6 +39,40 @@ def locality_order(points: np.ndarray) -> np.ndarray:
     return np.asarray(KDTree(np.asarray(points, dtype=np.float64), leaf_size=16).get_arrays()[1])
 
 
+def candidate_order(z_table: np.ndarray, candidates: np.ndarray, n_first: int = 8) -> np.ndarray:
+    """An order of cells in which cells with nearby candidates are close (:func:`locality_order`).
+
+    Each cell is placed at the mean latent of its first ``n_first`` candidates (rows of ``z_table``).
+
+    Parameters
+    ----------
+    z_table
+        ``(n_rows, d)`` latents of the table.
+    candidates
+        ``(n, k)`` table rows of each cell, most relevant first.
+    n_first
+        Candidates that place a cell.
+
+    Returns
+    -------
+    numpy.ndarray
+        A permutation of ``range(n)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+
+    Cells whose candidates lie near 0 and near 10, interleaved, come out one group after the other:
+
+    >>> z = np.array([[0.0], [1.0], [10.0], [11.0]])
+    >>> candidates = np.tile([[2, 3], [0, 1]], (20, 1))  # even cells: near 10, odd cells: near 0
+    >>> order = candidate_order(z, candidates)
+    >>> int((np.diff(order % 2) != 0).sum())
+    1
+    """
+    return locality_order(z_table[candidates[:, :n_first]].mean(axis=1))
+
+
 def candidate_blocks(candidates: np.ndarray, order: np.ndarray, row_limit: int, max_cells: int) -> list:
     """Consecutive runs of ``order`` whose candidates hold at most ``row_limit`` distinct table rows.
 

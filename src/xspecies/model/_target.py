@@ -26,7 +26,7 @@ from ._base import (
     ramp_epochs,
     require_trained,
 )
-from ._blocks import candidate_blocks, locality_order
+from ._blocks import candidate_blocks, candidate_order
 from ._context import ContextModel
 from ._likelihoods import DecodedTable, ZeroPart
 from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, TargetVAE
@@ -63,8 +63,11 @@ TARGET_ARCHITECTURE = (
 def _decode_rows(module, z: torch.Tensor, code: int, chunk: int = 4096):
     """Decoder outputs ``(rho, theta, zi)`` of the latents ``z`` for batch ``code``, ``chunk`` rows at a time.
 
-    The outputs are filled in place, so that the decoder's temporaries never exceed one chunk.
+    The outputs are filled in place, so that the decoder's temporaries never exceed one chunk. ``theta``
+    has a row per latent for ``dispersion="gene-cell"``; otherwise it is the same for every row (one
+    batch) and is returned once, per gene.
     """
+    per_row = module.dispersion == "gene-cell"
     rho = theta = zi = None
     for start in range(0, z.shape[0], chunk):
         part = z[start : start + chunk]
@@ -72,20 +75,14 @@ def _decode_rows(module, z: torch.Tensor, code: int, chunk: int = 4096):
         if rho is None:
             rho = r.new_empty((z.shape[0], r.shape[1]))
             zi = None if p is None else r.new_empty(rho.shape)
-            theta = r.new_empty(rho.shape) if module.dispersion == "gene-cell" else t
+            theta = r.new_empty(rho.shape) if per_row else t.reshape(-1, t.shape[-1])[0]
         rows = slice(start, start + part.shape[0])
         rho[rows] = r
         if zi is not None:
             zi[rows] = p
-        if module.dispersion == "gene-cell":
+        if per_row:
             theta[rows] = t
     return rho, theta, zi
-
-
-def _table_terms(module, z: torch.Tensor, code: int):
-    """``(rho, theta, zi)`` of latents ``z`` for batch ``code`` as :meth:`ZeroPart.evaluate` takes them."""
-    rho, theta, zi = _decode_rows(module, z, code)
-    return rho, theta if module.dispersion == "gene-cell" else theta.reshape(-1, theta.shape[-1])[0], zi
 
 
 def _label_consistent(
@@ -599,11 +596,11 @@ class TargetModel(SpeciesModelBase):
         # cells of one batch whose candidates lie close together share most of them: a minibatch of
         # such cells decodes each distinct (candidate, batch) pair once, at any number of cells
         batch = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel()[aligned]
-        first = np.asarray(self.get_from_registry(self.adata, NEIGHBORS_KEY))[aligned, :8].astype(np.int64)
-        where = self.module.context_qz_mean.cpu().numpy()[first].mean(axis=1)
+        neighbors = np.asarray(self.get_from_registry(self.adata, NEIGHBORS_KEY))[aligned].astype(np.int64)
+        z_context = self.module.context_qz_mean.cpu().numpy()
         aligned = np.concatenate(
             [
-                aligned[rows][locality_order(where[rows])]
+                aligned[rows][candidate_order(z_context, neighbors[rows])]
                 for rows in (np.flatnonzero(batch == code) for code in np.unique(batch))
             ]
         )
@@ -659,15 +656,14 @@ class TargetModel(SpeciesModelBase):
             own, libs = torch.cat(own), torch.cat(libs)
             blocks, used, zero = [np.arange(len(rows))], None, None
             if use_table and table.shape[0] * module.n_input > _TABLE_LIMIT:
-                # runs of cells whose candidates lie close together (mean latent of the first ones, in
-                # k-d tree order) decode their distinct candidates; the zero part of every row any cell
-                # of the batch needs is computed once, a chunk of rows at a time
-                where = np.asarray(z_table)[candidates[rows, : min(k, 8)]].mean(axis=1)
-                blocks = candidate_blocks(candidates[rows], locality_order(where), row_limit, _BLOCK_CELLS)
+                # runs of cells whose candidates lie close together decode their distinct candidates; the
+                # zero part of every row any cell of the batch needs is computed once, a chunk of rows at a time
+                order = candidate_order(np.asarray(z_table), candidates[rows])
+                blocks = candidate_blocks(candidates[rows], order, row_limit, _BLOCK_CELLS)
                 used = np.unique(candidates[rows])
                 anchors = ZeroPart(libs)
                 parts = [
-                    anchors.evaluate(*_table_terms(module, table[used[s : s + _DECODE_ROWS]], int(code)))
+                    anchors.evaluate(*_decode_rows(module, table[used[s : s + _DECODE_ROWS]], int(code)))
                     for s in range(0, len(used), _DECODE_ROWS)
                 ]
                 zero = (anchors, torch.cat([v for v, _ in parts]), torch.cat([d for _, d in parts]))
