@@ -227,7 +227,7 @@ def test_likelihood_similarity(trained):
 
 
 def test_similarity_to_a_table_too_large_to_decode_at_once(trained, monkeypatch):
-    """Above the table limit, runs of cells decode their distinct candidates: same scores, any order."""
+    """Above the table limit, the rows are decoded in pieces of nearby rows: the same scores."""
     from xspecies.model import _target
 
     context, target, _ = trained
@@ -243,14 +243,13 @@ def test_similarity_to_a_table_too_large_to_decode_at_once(trained, monkeypatch)
         return original(rho, *args, **kwargs)
 
     monkeypatch.setattr(_target, "DecodedTable", recording)
-    monkeypatch.setattr(_target, "_TABLE_LIMIT", 30 * target.module.n_input)  # not decoded whole
-    monkeypatch.setattr(_target, "_BLOCK_LIMIT", 30 * target.module.n_input)  # 30 rows at once
-    monkeypatch.setattr(_target, "_BLOCK_CELLS", 8)
+    monkeypatch.setattr(_target, "_TABLE_LIMIT", 30 * target.module.n_input)  # 30 rows at once
+    monkeypatch.setattr(_target, "_PAIR_WIDTH", 5)  # a cell's 12 candidates in several pieces
     blocked = target.similarity_to_table(z_ctx, candidates)
     assert max(decoded) <= 30 < len(z_ctx)
     n_codes = len(np.unique(target.adata.obs["donor"]))
-    assert len(decoded) > n_codes  # several runs per batch
-    # the zero part of each row is computed once per batch, at the same anchors as for the whole table
+    assert len(decoded) > n_codes  # several pieces per batch
+    # each row is decoded once per batch, its zero part at the same anchors as for the whole table
     np.testing.assert_allclose(blocked, whole, rtol=1e-4, atol=1e-3)
 
 
@@ -442,7 +441,8 @@ def test_decoded_table_matches_direct_likelihood(zinb, per_row):
     x = torch.poisson(torch.rand(m, n_genes, generator=gen) * 2)
     lib = torch.log(torch.rand(m, generator=gen) * 50 + 20)
     rows = torch.randint(0, n_rows, (m, k), generator=gen)
-    fast = DecodedTable(rho, theta, zi, per_row, lib).log_likelihood(x, lib, rows)
+    table = DecodedTable(rho, theta, zi, per_row, lib)
+    fast = table.log_likelihood(table.nonzero(x), lib, rows)
     direct = count_log_likelihood(
         x[:, None, :],
         torch.exp(lib)[:, None, None] * rho[rows],

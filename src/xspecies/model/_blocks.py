@@ -1,4 +1,4 @@
-"""Blocks of cells that share their candidates, so that a bounded table of decoded candidates serves them."""
+"""Orders and pieces of tables and cells, so that bounded tables of decoded latents serve many cells."""
 
 from __future__ import annotations
 
@@ -73,48 +73,69 @@ def candidate_order(z_table: np.ndarray, candidates: np.ndarray, n_first: int = 
     return locality_order(z_table[candidates[:, :n_first]].mean(axis=1))
 
 
-def candidate_blocks(candidates: np.ndarray, order: np.ndarray, row_limit: int, max_cells: int) -> list:
-    """Consecutive runs of ``order`` whose candidates hold at most ``row_limit`` distinct table rows.
-
-    A run starts with the number of cells that always fits (``row_limit // k``) and doubles while its
-    distinct candidates still fit and it has fewer than ``max_cells`` cells: cells that share their
-    candidates (consecutive in a :func:`locality_order`) form long runs.
+def row_chunks(points: np.ndarray, limit: int) -> list:
+    """The points cut into runs of at most ``limit`` nearby points (pieces of :func:`locality_order`).
 
     Parameters
     ----------
-    candidates
-        ``(n, k)`` table rows of each cell.
-    order
-        Order of the ``n`` cells.
-    row_limit
-        Most distinct table rows of a run (at least ``k``).
-    max_cells
-        Most cells of a run.
+    points
+        ``(n, d)`` coordinates.
+    limit
+        Most points of a run.
 
     Returns
     -------
     list of numpy.ndarray
-        Positions (into ``candidates``) of the cells of each run, covering ``order`` once.
+        Positions of the points of each run, of nearly equal sizes, covering ``range(n)`` once; one run
+        in the original order when all points fit.
 
     Examples
     --------
-    Two groups of cells, each with the same 3 candidates:
-
     >>> import numpy as np
-    >>> cand = np.array([[0, 1, 2]] * 4 + [[5, 6, 7]] * 4)
-    >>> [b.tolist() for b in candidate_blocks(cand, np.arange(8), row_limit=3, max_cells=8)]
-    [[0, 1, 2, 3], [4, 5, 6, 7]]
+    >>> x = np.random.default_rng(0).normal(0, 1, (80, 2))
+    >>> x[1::2] += 20  # two clouds, their points interleaved
+    >>> runs = row_chunks(x, 40)
+    >>> [len(run) for run in runs]
+    [40, 40]
+    >>> [bool(np.ptp(x[run, 0]) < 10) for run in runs]  # each run holds one cloud
+    [True, True]
+    >>> [run.tolist() for run in row_chunks(x[:5], 5)]
+    [[0, 1, 2, 3, 4]]
     """
-    k = candidates.shape[1]
-    base = max(1, min(row_limit // max(k, 1), max_cells))
-    blocks, start, n = [], 0, len(order)
-    while start < n:
-        size = min(base, n - start)
-        while size < max_cells and start + size < n:
-            bigger = min(2 * size, max_cells, n - start)
-            if len(np.unique(candidates[order[start : start + bigger]])) > row_limit:
-                break
-            size = bigger
-        blocks.append(order[start : start + size])
-        start += size
-    return blocks
+    n = len(points)
+    if n <= limit:
+        return [np.arange(n)]
+    return np.array_split(locality_order(points), -(-n // max(1, limit)))
+
+
+def pair_segments(cells: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of at most ``width`` pairs of one cell each, for pairs sorted by their cell.
+
+    A cell with ``q`` pairs fills ``ceil(q / width)`` consecutive rows, so that a ``(rows, width)``
+    array holds any number of pairs per cell with less than ``width`` empty places per cell.
+
+    Parameters
+    ----------
+    cells
+        Cell of each pair, sorted.
+    width
+        Places per row.
+
+    Returns
+    -------
+    row, column : numpy.ndarray
+        The place of each pair.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> row, column = pair_segments(np.array([0, 0, 0, 4, 7, 7]), width=2)
+    >>> row.tolist(), column.tolist()
+    ([0, 0, 1, 2, 3, 3], [0, 1, 0, 0, 0, 1])
+    """
+    starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
+    counts = np.diff(np.r_[starts, len(cells)])
+    rank = np.arange(len(cells)) - np.repeat(starts, counts)
+    rows_per_cell = -(-counts // width)
+    first = np.repeat(np.cumsum(rows_per_cell) - rows_per_cell, counts)
+    return first + rank // width, rank % width

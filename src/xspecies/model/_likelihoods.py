@@ -250,9 +250,6 @@ class DecodedTable:
         Largest distance between the anchors on the log-library axis.
     eps
         Numerical stability constant (as in :func:`count_log_likelihood`).
-    zero_part
-        ``(anchors, values, slopes)`` of these rows computed beforehand (a :class:`ZeroPart` and its
-        :meth:`ZeroPart.evaluate` output); ``log_library`` and ``spacing`` are then not used.
     """
 
     def __init__(
@@ -261,28 +258,42 @@ class DecodedTable:
         theta: torch.Tensor,
         zi_logits: torch.Tensor | None,
         per_row_theta: bool,
-        log_library: torch.Tensor | None = None,
+        log_library: torch.Tensor,
         spacing: float = 0.5,
         eps: float = 1e-8,
-        zero_part: tuple | None = None,
     ):
         self.rho = rho
         self.per_row_theta = per_row_theta
         self.theta = theta if per_row_theta else theta.reshape(-1, theta.shape[-1])[0]
         self.zi = zi_logits
         self.eps = eps
-        if zero_part is None:
-            anchors = ZeroPart(log_library, spacing, eps)
-            zero_part = (anchors, *anchors.evaluate(rho, self.theta, zi_logits))
-        self.anchors, self.values, self.slopes = zero_part
+        self.anchors = ZeroPart(log_library, spacing, eps)
+        self.values, self.slopes = self.anchors.evaluate(rho, self.theta, zi_logits)
 
-    def log_likelihood(self, x: torch.Tensor, library: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """:func:`count_log_likelihood` of cells ``x`` under table rows ``rows`` (per cell).
+    def nonzero(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The non-zero genes of cells ``x`` ``(m, n_genes)``: ``(genes, counts, valid)``, each ``(m, n_nz)``.
+
+        Rows are padded to the most non-zero genes of a cell (``valid`` marks the real ones), so that the
+        arrays of a cell can be picked for each of its candidate rows (:meth:`log_likelihood`).
+        """
+        nz = x > self.eps
+        n_nz = int(nz.sum(-1).max()) if x.numel() else 0
+        genes = torch.argsort(nz.to(torch.int8), dim=-1, descending=True, stable=True)[:, :n_nz]
+        valid = torch.gather(nz, 1, genes)
+        return genes, torch.gather(x, 1, genes) * valid, valid
+
+    def log_likelihood(
+        self,
+        nonzero: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        library: torch.Tensor,
+        rows: torch.Tensor,
+    ) -> torch.Tensor:
+        """:func:`count_log_likelihood` of cells under table rows ``rows`` (per cell).
 
         Parameters
         ----------
-        x
-            Counts ``(m, n_genes)``.
+        nonzero
+            The cells' non-zero genes (:meth:`nonzero`), ``(m, n_nz)`` each.
         library
             Log library sizes ``(m,)``.
         rows
@@ -293,15 +304,12 @@ class DecodedTable:
         torch.Tensor
             ``(m, k)`` log-likelihoods.
         """
+        genes, counts, valid = nonzero
         library = library.reshape(-1)
         total = self.anchors.interpolate(self.values, self.slopes, rows, library)
-        nz = x > self.eps
-        n_nz = int(nz.sum(-1).max()) if x.numel() else 0
-        if n_nz == 0:
+        if genes.shape[1] == 0:
             return total
-        genes = torch.argsort(nz.to(torch.int8), dim=-1, descending=True, stable=True)[:, :n_nz]
-        valid = torch.gather(nz, 1, genes)[:, None, :]
-        counts = (torch.gather(x, 1, genes) * valid[:, 0])[:, None, :]
+        counts, valid = counts[:, None, :], valid[:, None, :]
         pick = (rows[:, :, None], genes[:, None, :])
         mu = self.rho[pick] * torch.exp(library)[:, None, None]
         theta = self.theta[pick] if self.per_row_theta else self.theta[genes][:, None, :]

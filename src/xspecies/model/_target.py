@@ -26,20 +26,16 @@ from ._base import (
     ramp_epochs,
     require_trained,
 )
-from ._blocks import candidate_blocks, candidate_order
+from ._blocks import candidate_order, pair_segments, row_chunks
 from ._context import ContextModel
-from ._likelihoods import DecodedTable, ZeroPart
+from ._likelihoods import DecodedTable
 from ._module import NEIGHBORS_KEY, TOP_PERCENT_KEY, TargetVAE
 from ._training import AlignmentTrainingPlan, PartnerLoaders
 
-#: Largest table (rows x genes) of decoded candidates decoded whole, once per batch, by the similarity.
+#: Largest piece of a table (rows x genes) of candidates decoded at once by the similarity.
 _TABLE_LIMIT = 60_000_000
-#: Largest table (rows x genes) decoded at once for a run of cells when the table exceeds ``_TABLE_LIMIT``.
-_BLOCK_LIMIT = 20_000_000
-#: Most cells whose candidates are decoded together when the table exceeds ``_TABLE_LIMIT``.
-_BLOCK_CELLS = 16_384
-#: Table rows decoded at once for the zero part of a table above ``_TABLE_LIMIT``.
-_DECODE_ROWS = 4096
+#: Candidates of one cell evaluated together against a decoded piece of a table.
+_PAIR_WIDTH = 32
 #: Elements (cells x candidates x genes) evaluated at once when comparing likelihoods.
 _CHUNK_ELEMENTS = 1 << 21
 #: Epochs between two choices of the alignment partners when ``max_epochs`` is given.
@@ -619,91 +615,116 @@ class TargetModel(SpeciesModelBase):
     ) -> np.ndarray:
         """Similarity of target cells ``indices`` to rows ``candidates`` (per cell) of ``z_table``.
 
-        Cells are processed one batch (of the data) at a time. With ``use_table``, each table row a
-        cell needs is decoded once for many cells (:class:`~xspecies.model._likelihoods.DecodedTable`):
-        the whole table when it holds at most ``_TABLE_LIMIT`` values (rows x genes), else, for a run
-        of cells whose candidates are close in the latent space, the distinct rows they name, at most
-        ``_BLOCK_LIMIT`` values (:func:`~xspecies.model._blocks.candidate_blocks`), so that memory stays
-        bounded and work linear in the number of cells, however large the table.
+        Cells are processed one batch (of the data) at a time: the own fit of every cell, then its
+        candidates (:meth:`_table_pairs` with ``use_table``, else :meth:`_latent_pairs`).
         """
         module = self.module
         module.eval()
-        device = self.device
-        table = torch.as_tensor(np.asarray(z_table, dtype=np.float32), device=device)
-        k = candidates.shape[1]
-        row_limit = max(k, _BLOCK_LIMIT // module.n_input)
-        step = max(1, _CHUNK_ELEMENTS // max(1, k * (module.n_input // 4 if use_table else module.n_input)))
+        table = torch.as_tensor(np.asarray(z_table, dtype=np.float32), device=self.device)
         codes = self.get_from_registry(self.adata, REGISTRY_KEYS.BATCH_KEY).ravel()[indices].astype(np.int64)
-        result = np.empty((len(indices), k), dtype=np.float32)
-        bar = tqdm(total=len(indices), desc="likelihood similarity", disable=not progress_bar)
+        result = np.empty(candidates.shape, dtype=np.float32)
+        bar = tqdm(total=result.size, desc="likelihood similarity", unit="pair", disable=not progress_bar)
         for code in np.unique(codes):
             rows = np.flatnonzero(codes == code)
-            batch = torch.full((len(rows),), int(code), device=device)
-            # pass 1: own latent, library and log-likelihood of every cell of this batch
-            own, libs = [], []
-            for tensors in self._make_data_loader(
-                adata=self.adata, indices=indices[rows], batch_size=batch_size or 256
-            ):
-                x = tensors[REGISTRY_KEYS.X_KEY].to(device)
-                enc = module.encode(x, batch[: x.shape[0]])
+            own, libs = [], []  # own latent, library and log-likelihood of every cell of this batch
+            for x, batch in self._count_batches(indices[rows], int(code), batch_size):
+                enc = module.encode(x, batch)
                 lib = enc["library_mean"].reshape(-1)
-                own.append(
-                    module.candidate_log_likelihood(x, enc["qz"].loc[:, None, :], batch[: x.shape[0]], lib)[
-                        :, 0
-                    ]
-                )
+                own.append(module.candidate_log_likelihood(x, enc["qz"].loc[:, None, :], batch, lib)[:, 0])
                 libs.append(lib)
             own, libs = torch.cat(own), torch.cat(libs)
-            blocks, used, zero = [np.arange(len(rows))], None, None
-            if use_table and table.shape[0] * module.n_input > _TABLE_LIMIT:
-                # runs of cells whose candidates lie close together decode their distinct candidates; the
-                # zero part of every row any cell of the batch needs is computed once, a chunk of rows at a time
-                order = candidate_order(np.asarray(z_table), candidates[rows])
-                blocks = candidate_blocks(candidates[rows], order, row_limit, _BLOCK_CELLS)
-                used = np.unique(candidates[rows])
-                anchors = ZeroPart(libs)
-                parts = [
-                    anchors.evaluate(*_decode_rows(module, table[used[s : s + _DECODE_ROWS]], int(code)))
-                    for s in range(0, len(used), _DECODE_ROWS)
-                ]
-                zero = (anchors, torch.cat([v for v, _ in parts]), torch.cat([d for _, d in parts]))
-                del parts
-            for block in blocks:
-                decoded, block_candidates = None, candidates[rows[block]]  # frees the previous table
-                if use_table:
-                    needed, zero_part = np.arange(table.shape[0]), None
-                    if used is not None:
-                        needed, block_candidates = np.unique(block_candidates, return_inverse=True)
-                        block_candidates = block_candidates.reshape(len(block), k)
-                        at = torch.as_tensor(np.searchsorted(used, needed), device=device)
-                        zero_part = (zero[0], zero[1][at], zero[2][at])
-                    rho, theta, zi = _decode_rows(module, table[needed], int(code))
-                    decoded = DecodedTable(
-                        rho, theta, zi, module.dispersion == "gene-cell", libs, zero_part=zero_part
-                    )
-                # pass 2: candidates, in chunks of at most _CHUNK_ELEMENTS (cells x candidates x genes)
-                pos = 0
-                for tensors in self._make_data_loader(
-                    adata=self.adata, indices=indices[rows[block]], batch_size=batch_size or 256
-                ):
-                    x_all = tensors[REGISTRY_KEYS.X_KEY].to(device)
-                    for s in range(0, x_all.shape[0], step):
-                        x = x_all[s : s + step]
-                        cells = block[pos + s : pos + s + x.shape[0]]
-                        idx = torch.as_tensor(
-                            block_candidates[pos + s : pos + s + x.shape[0]], dtype=torch.int64, device=device
-                        )
-                        if decoded is None:
-                            ll = module.candidate_log_likelihood(
-                                x, table[idx], batch[: x.shape[0]], libs[cells]
-                            )
-                        else:
-                            ll = decoded.log_likelihood(x, libs[cells], idx)
-                        result[rows[cells]] = (ll - own[cells, None]).cpu().numpy()
-                    pos += x_all.shape[0]
-                    bar.update(x_all.shape[0])
+            pairs = self._table_pairs if use_table else self._latent_pairs
+            result[rows] = pairs(table, candidates[rows], indices[rows], int(code), libs, batch_size, bar)
+            result[rows] -= own.cpu().numpy()[:, None]
         bar.close()
         return result
+
+    def _count_batches(self, indices: np.ndarray, code: int, batch_size: int | None):
+        """Counts of the cells ``indices`` (in order) on the model's device, with their batch ``code``."""
+        for tensors in self._make_data_loader(
+            adata=self.adata, indices=indices, batch_size=batch_size or 256
+        ):
+            x = tensors[REGISTRY_KEYS.X_KEY].to(self.device)
+            yield x, torch.full((x.shape[0],), code, device=self.device)
+
+    def _latent_pairs(self, table, candidates, indices, code, libs, batch_size, bar) -> np.ndarray:
+        """Log-likelihoods of cells of one batch under their own candidate latents (rows of ``table``)."""
+        module, k = self.module, candidates.shape[1]
+        step = max(1, _CHUNK_ELEMENTS // max(1, k * module.n_input))
+        out, pos = np.empty(candidates.shape, dtype=np.float32), 0
+        for x_all, batch in self._count_batches(indices, code, batch_size):
+            for s in range(0, x_all.shape[0], step):
+                x, cells = x_all[s : s + step], slice(pos + s, pos + s + min(step, x_all.shape[0] - s))
+                idx = torch.as_tensor(candidates[cells], dtype=torch.int64, device=self.device)
+                out[cells] = (
+                    module.candidate_log_likelihood(x, table[idx], batch[: x.shape[0]], libs[cells])
+                    .cpu()
+                    .numpy()
+                )
+            pos += x_all.shape[0]
+            bar.update(x_all.shape[0] * k)
+        return out
+
+    def _table_pairs(self, table, candidates, indices, code, libs, batch_size, bar) -> np.ndarray:
+        """Log-likelihoods of cells of one batch under rows of ``table`` shared by many cells.
+
+        The table rows the cells name are decoded once, in pieces of at most ``_TABLE_LIMIT`` values
+        (rows x genes) of rows close together in the latent space
+        (:func:`~xspecies.model._blocks.row_chunks`; one piece when they fit). Against a decoded piece
+        (:class:`~xspecies.model._likelihoods.DecodedTable`), each cell that names rows of it is read
+        and scored on them, up to ``_PAIR_WIDTH`` rows at a time
+        (:func:`~xspecies.model._blocks.pair_segments`): the decoding work is that of the rows used,
+        the memory bounded, and the work linear in the cells, however large the table.
+        """
+        module, device = self.module, self.device
+        used, local = np.unique(candidates, return_inverse=True)
+        local = local.reshape(candidates.shape)
+        chunks = row_chunks(
+            table[torch.as_tensor(used)].cpu().numpy(), max(1, _TABLE_LIMIT // module.n_input)
+        )
+        chunk_of = np.empty(len(used), dtype=np.int32)
+        place = np.empty(len(used), dtype=np.int64)
+        for c, members in enumerate(chunks):
+            chunk_of[members], place[members] = c, np.arange(len(members))
+        pair_chunk = chunk_of[local]
+        width = min(_PAIR_WIDTH, candidates.shape[1])
+        out = np.empty(candidates.shape, dtype=np.float32)
+        for c, members in enumerate(chunks):
+            rho, theta, zi = _decode_rows(module, table[torch.as_tensor(used[members])], code)
+            decoded = DecodedTable(rho, theta, zi, module.dispersion == "gene-cell", libs)
+            cells, slots = np.nonzero(pair_chunk == c)  # sorted by cell
+            seg, col = pair_segments(cells, width)
+            seg_rows = np.zeros((seg[-1] + 1, width), dtype=np.int64)
+            seg_slot = np.full(seg_rows.shape, -1, dtype=np.int64)
+            seg_cell = np.empty(len(seg_rows), dtype=np.int64)
+            seg_rows[seg, col], seg_slot[seg, col], seg_cell[seg] = place[local[cells, slots]], slots, cells
+            visited, start = np.unique(cells), 0
+            for x, _ in self._count_batches(indices[visited], code, batch_size):
+                loaded = visited[start : start + x.shape[0]]
+                start += x.shape[0]
+                nonzero = decoded.nonzero(x)
+                n_nz = nonzero[2].sum(-1)
+                lo, hi = np.searchsorted(seg_cell, [loaded[0], loaded[-1] + 1])
+                step = max(1, _CHUNK_ELEMENTS // (width * max(1, int(n_nz.float().mean()))))
+                for s in range(lo, hi, step):
+                    part = slice(s, min(s + step, hi))
+                    of_cell = torch.as_tensor(np.searchsorted(loaded, seg_cell[part]), device=device)
+                    widest = int(n_nz[of_cell].max())  # the genes of a cell come non-zero first
+                    ll = (
+                        decoded.log_likelihood(
+                            tuple(a[of_cell, :widest] for a in nonzero),
+                            libs[torch.as_tensor(seg_cell[part], device=device)],
+                            torch.as_tensor(seg_rows[part], device=device),
+                        )
+                        .cpu()
+                        .numpy()
+                    )
+                    filled = seg_slot[part] >= 0
+                    out[
+                        np.broadcast_to(seg_cell[part, None], filled.shape)[filled], seg_slot[part][filled]
+                    ] = ll[filled]
+                    bar.update(int(filled.sum()))
+        return out
 
     def likelihood_similarity(
         self,
@@ -777,10 +798,10 @@ class TargetModel(SpeciesModelBase):
     ) -> np.ndarray:
         """:meth:`likelihood_similarity` for candidates given as rows of a latent table.
 
-        Faster when many cells share candidates (e.g. context cells): each table row is decoded once
-        per target batch, or, for a table of more than ``6e7`` values (rows x genes), once per run of
-        target cells whose candidates lie close together in the latent space (the memory stays bounded
-        and the work linear in the number of cells however large the table).
+        Faster when many cells share candidates (e.g. context cells): each table row that a cell names
+        is decoded once per target batch, in pieces of at most ``6e7`` values (rows x genes) of rows
+        close together in the latent space, so that the memory stays bounded and the work linear in
+        the number of cells however large the table.
 
         Parameters
         ----------
