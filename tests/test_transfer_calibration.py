@@ -78,7 +78,9 @@ def test_crowding_is_the_load_of_the_neighbours_relative_to_an_even_one():
     # 4 target cells, 1 neighbour each, 4 context cells: context 0 is listed 3 times (3x an even load)
     np.testing.assert_allclose(_crowding(np.array([[0], [0], [0], [1]]), 4), np.log([3, 3, 3, 1]))
     # 2 neighbours each: the median of the two loads
-    np.testing.assert_allclose(_crowding(np.array([[0, 1], [0, 1], [2, 3], [0, 1]]), 4), np.log([1.5, 1.5, 0.5, 1.5]))
+    np.testing.assert_allclose(
+        _crowding(np.array([[0, 1], [0, 1], [2, 3], [0, 1]]), 4), np.log([1.5, 1.5, 0.5, 1.5])
+    )
 
 
 def test_data_level_scores_keep_a_badly_aligned_shared_type_and_flag_a_novel_one():
