@@ -611,6 +611,18 @@ def test_transfer_labels_checks_the_context_fingerprint_and_indices(models):
         )
     finally:
         neighbours[2, 0] = saved
+    distances = np.ones(neighbours.shape, dtype=np.float32)
+    distances[3, 1] = np.nan
+    target.adata.obsm["homology_distances"] = distances
+    try:
+        assert_unchanged(
+            [target.adata, context.adata],
+            lambda: xs.tl.transfer_labels(target, context, labels_key="cell_type", progress_bar=False),
+            ValueError,
+            r"obsm\['homology_distances'\] must hold one finite, non-negative distance per neighbour",
+        )
+    finally:
+        del target.adata.obsm["homology_distances"]
 
 
 def test_transfer_labels_keys_follow_key_added(models):

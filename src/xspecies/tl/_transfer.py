@@ -248,13 +248,20 @@ def transfer_labels(
 
     Both the *confidence* and the *novel* flag are calibrated without target labels:
 
-    - ``novel`` flags cells of types the context lacks, from three scores per target cell: the
-      *outlyingness* (the distance to the ``n_neighbors``-th nearest context cell in the shared latent
-      space, over the mean of that distance for those context cells), the *misfit* ``-log(fit)`` (the
-      context explains the counts worse than the cell's own species, see ``fit`` below) and the *density
+    - ``novel`` flags cells of types the context lacks, from three scores per target cell: a *distance*
+      from the context, the *misfit* ``-log(fit)`` (the context explains the counts worse than the cell's
+      own species, see ``fit`` below) and a *crowding* (many target cells where the context has few: a
+      novel type the model maps near a rare context type). With the data-level neighbour search of
+      :func:`xspecies.pp.homology_neighbors` registered (its ``_neighbors`` and ``_distances``), distance
+      and crowding come from the data: the median distance to the first ``n_neighbors`` data-level
+      neighbours, and the median *load* of those neighbours (how many target cells list a context cell
+      among theirs, over the number if all were listed equally often). The training cannot move them: a
+      shared type that the model aligns badly (with a large type missing from the context, the model
+      moves shared types aside) stays close to its context cells in the data. Without the search, both
+      come from the shared latent space: the *outlyingness* (the distance to the ``n_neighbors``-th
+      nearest context cell over the mean of that distance for those context cells) and the *density
       ratio* (the distance to the ``2 * n_neighbors``-th nearest context cell over that to the
-      ``2 * n_neighbors``-th nearest other target cell: a novel type the model maps near a rare context
-      type is many target cells where the context has few). Each is the median over the cell and its
+      ``2 * n_neighbors``-th nearest other target cell). Each score is the median over the cell and its
       ``n_neighbors - 1`` nearest target cells (a type is a group of cells), logged and standardized by
       its median and MAD over the target cells; their sum is the novelty score. The species gap moves
       and widens all target scores, so the null distribution is estimated from the target cells
@@ -264,7 +271,8 @@ def transfer_labels(
       only when it is a separate mode (Ashman's ``D > 2``), centred beyond the null's 99th percentile
       and a minority (below half of the cells); otherwise no cell is of it, and the null is the Laplace
       fitted to all scores. ``novel`` is ``novelty_pvalue <= novel_alpha`` *and* a posterior
-      probability of the second group above 0.5. The error rate controlled is the share of target
+      probability of the second group above 0.5 (never falling as the score rises). The error rate
+      controlled is the share of target
       cells of types the context has that are flagged: at most ``novel_alpha`` when their scores
       follow the fitted Laplace, less where the second-group condition rejects them. It is not
       guaranteed: a shared type the model aligns badly scores like an absent type and is flagged
@@ -310,8 +318,9 @@ def transfer_labels(
         Level of the novelty test, in (0, 1): at most the share of the target cells of types present in
         the context that are flagged, under the assumptions above (the measured rates: :doc:`/benchmarks`).
     n_neighbors
-        Neighbours of the novelty scores: context neighbours of the outlyingness, target neighbours of
-        the median (twice as many of each for the density ratio).
+        Neighbours of the novelty scores: data-level neighbours of the distance and the crowding (context
+        neighbours of the outlyingness, twice as many for the density ratio, without the search), target
+        neighbours of the median.
     calibration_folds
         Folds of the context cells for the calibration of the confidence (at least 2).
     random_state
@@ -343,15 +352,17 @@ def transfer_labels(
           share whose vote was right (``"accuracy"``);
         - ``uns[key]["novelty"]``: the fitted novelty model: ``"null_location"`` and ``"null_scale"`` of the
           Laplace null, ``"novel_share"`` (the second group's share, 0 when it does not count),
-          ``"novel_mean"`` and ``"novel_sd"`` of the second group as fitted, and its ``"separation"``
-          (Ashman's ``D``).
+          ``"novel_mean"`` and ``"novel_sd"`` of the second group as fitted, its ``"separation"``
+          (Ashman's ``D``) and ``"scores"``: ``"data"`` (distance and crowding from the data-level
+          neighbours) or ``"latent"``.
 
     Raises
     ------
     ValueError
         Before any computation: models not trained or not built from each other (cell count, gene names,
         or the context fingerprint recorded by :func:`xspecies.pp.homology_neighbors`), stored neighbour
-        indices out of range, context labels missing on all but at most one cell, parameters out of range.
+        indices out of range or distances not one finite, non-negative value per neighbour, context labels
+        missing on all but at most one cell, parameters out of range.
     KeyError
         When ``labels_key`` is not a context ``obs`` column or homology candidates are absent.
 
