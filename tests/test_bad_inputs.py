@@ -587,30 +587,36 @@ def test_transfer_labels_parameters(models, case):
 
 def test_transfer_labels_checks_the_context_fingerprint_and_indices(models):
     target, context = models
-    homology = target.adata.uns["homology"]
-    recorded = homology["context_fingerprint"]
-    homology["context_fingerprint"] = context_fingerprint(context.adata[::-1])
-    try:
+
+    def refused(message):
         assert_unchanged(
             [target.adata, context.adata],
             lambda: xs.tl.transfer_labels(target, context, labels_key="cell_type", progress_bar=False),
             ValueError,
-            r"uns\['homology'\] was computed against another context.*another order",
+            message,
         )
+
+    homology = target.adata.uns["homology"]
+    recorded = homology["context_fingerprint"]
+    homology["context_fingerprint"] = context_fingerprint(context.adata[::-1])
+    try:
+        refused(r"uns\['homology'\] was computed against another context.*another order")
     finally:
         homology["context_fingerprint"] = recorded
     neighbours = target.adata.obsm["homology_neighbors"]
     saved = neighbours[2, 0]
     neighbours[2, 0] = context.adata.n_obs + 5
     try:
-        assert_unchanged(
-            [target.adata, context.adata],
-            lambda: xs.tl.transfer_labels(target, context, labels_key="cell_type", progress_bar=False),
-            ValueError,
-            r"out of range for a context of 80 cells, e.g. 85 in row 2",
-        )
+        refused(r"out of range for a context of 80 cells, e.g. 85 in row 2")
     finally:
         neighbours[2, 0] = saved
+    distances = np.ones(neighbours.shape, dtype=np.float32)
+    distances[3, 1] = np.nan
+    target.adata.obsm["homology_distances"] = distances
+    try:
+        refused(r"obsm\['homology_distances'\] must hold one finite, non-negative distance per neighbour")
+    finally:
+        del target.adata.obsm["homology_distances"]
 
 
 def test_transfer_labels_keys_follow_key_added(models):

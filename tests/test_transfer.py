@@ -80,6 +80,7 @@ def test_end_to_end_demo(demo_pair):
     assert (pvalue[novel] <= 0.05).all()  # flagged: significant and in the second group
     novelty = human.uns[key]["novelty"]
     assert novelty["null_scale"] > 0 and 0 <= novelty["novel_share"] < 0.5
+    assert novelty["scores"] == "data"  # the data-level neighbours are registered
     assert novel.mean() <= 2 * novelty["novel_share"]  # posterior above 0.5: at most twice its mean
     # acinar cells (absent in mouse) are flagged far more often than cells of shared types
     assert report.novel_flag_rate > 2 * report.false_flag_rate, report.flag_rate

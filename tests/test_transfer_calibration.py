@@ -7,7 +7,13 @@ from anndata import AnnData
 
 import xspecies as xs
 from xspecies.tl._evaluate import expected_calibration_error, reliability_table
-from xspecies.tl._transfer import _held_out_votes, _novelty_scores, _standardized, _two_groups
+from xspecies.tl._transfer import (
+    _crowding,
+    _held_out_votes,
+    _novelty_scores,
+    _standardized,
+    _two_groups,
+)
 
 
 def _blobs(n_per: int, centers, seed: int):
@@ -16,8 +22,8 @@ def _blobs(n_per: int, centers, seed: int):
     return z, np.repeat(np.arange(len(centers)), n_per)
 
 
-def _flagged(context, target, fit, alpha=0.05):
-    pvalue, probability, fitted = _two_groups(_novelty_scores(context, target, fit, 15))
+def _flagged(context, target, fit, alpha=0.05, search=None):
+    pvalue, probability, fitted = _two_groups(_novelty_scores(context, target, fit, 15, search))
     assert ((pvalue > 0) & (pvalue <= 1)).all() and ((probability >= 0) & (probability <= 1)).all()
     return (pvalue <= alpha) & (probability > 0.5), fitted
 
@@ -68,6 +74,40 @@ def test_novelty_misfit_finds_a_novel_type_the_latent_space_places_among_context
     assert flagged[types != 2].mean() <= 0.05
 
 
+def test_crowding_is_the_load_of_the_neighbours_relative_to_an_even_one():
+    # 4 target cells, 1 neighbour each, 4 context cells: context 0 is listed 3 times (3x an even load)
+    np.testing.assert_allclose(_crowding(np.array([[0], [0], [0], [1]]), 4), np.log([3, 3, 3, 1]))
+    # 2 neighbours each: the median of the two loads
+    np.testing.assert_allclose(
+        _crowding(np.array([[0, 1], [0, 1], [2, 3], [0, 1]]), 4), np.log([1.5, 1.5, 0.5, 1.5])
+    )
+
+
+def test_data_level_scores_keep_a_badly_aligned_shared_type_and_flag_a_novel_one():
+    # the model displaces shared type 2 as far from its context cells as the novel type lies (a large
+    # type missing from the context pushes it aside): the latent scores flag it; in the data its cells
+    # are as close to their context cells as the other shared types', each listed about evenly
+    rng = np.random.default_rng(0)
+    context, context_types = _blobs(200, [(0, 0), (8, 0), (0, 8)], seed=0)
+    target, types = _blobs(200, [(0, 0), (8, 0), (10, 12), (-6, -6)], seed=1)  # type 2 displaced, 3 novel
+    fit = rng.uniform(0.05, 1.0, size=len(target))  # the same misfit for all: no help
+    neighbors = np.empty((len(target), 15), dtype=np.int64)
+    for t in range(3):  # shared types: 15 of the context cells of their type, at typical distances
+        rows = np.flatnonzero(types == t)
+        pool = np.flatnonzero(context_types == t)
+        neighbors[rows] = [rng.choice(pool, 15, replace=False) for _ in rows]
+    novel = types == 3  # crowds onto 10 context cells of type 0, further away
+    neighbors[novel] = [rng.choice(10, 15, replace=True) for _ in range(novel.sum())]
+    distances = np.sort(rng.uniform(0.3, 0.5, size=neighbors.shape), axis=1)
+    distances[novel] += 0.2
+    latent = _novelty_scores(context, target, fit, 15)  # the latent scores: type 2 as novel as type 3
+    assert np.median(latent[types == 2]) > np.median(latent[types == 3])
+    flagged, fitted = _flagged(context, target, fit, search=(neighbors, distances))
+    assert flagged[novel].mean() >= 0.9
+    assert flagged[~novel].mean() <= 0.05 and flagged[types == 2].mean() <= 0.05
+    assert 0.15 < fitted["novel_share"] < 0.35
+
+
 def test_two_groups_fits_a_separate_mode_and_no_mode():
     rng = np.random.default_rng(0)
     bulk = rng.laplace(0.0, 1.0, size=2000)
@@ -79,6 +119,9 @@ def test_two_groups_fits_a_separate_mode_and_no_mode():
     assert (probability[2000:] > 0.5).mean() > 0.99 and (probability[:2000] > 0.5).mean() < 0.01
     # the p-value is the fitted Laplace null's upper tail: about uniform on the null group
     assert np.mean(pvalue[:2000] <= 0.05) == pytest.approx(0.05, abs=0.015)
+    # beyond a narrow mode the normal's tail is lighter than the null's: the posterior stays high
+    _, probability, _ = _two_groups(np.concatenate([bulk, rng.normal(10.0, 0.3, size=200), [40.0]]))
+    assert probability[-1] == pytest.approx(probability.max()) and probability[-1] > 0.99
     pvalue, probability, fitted = _two_groups(bulk)
     assert fitted["novel_share"] == 0.0 and not probability.any()
     _, probability, fitted = _two_groups(rng.normal(size=2000))  # lighter tails than the null's

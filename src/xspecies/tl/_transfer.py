@@ -87,21 +87,44 @@ def _standardized(scores: np.ndarray) -> np.ndarray:
     return (scores - median) / scale
 
 
-def _novelty_scores(z_context: np.ndarray, z_target: np.ndarray, fit: np.ndarray, k: int) -> np.ndarray:
+def _crowding(neighbors: np.ndarray, n_context: int) -> np.ndarray:
+    """Log crowding of every target cell's data-level neighbours (up to a constant).
+
+    The load of a context cell is the number of target cells that list it among their ``neighbors``
+    over the number if every context cell were listed equally often; the score is the log of the median
+    load of the cell's own neighbours: large where many target cells share few context cells.
+    """
+    load = np.bincount(neighbors.ravel(), minlength=n_context) * (n_context / neighbors.size)
+    return np.log(np.median(load[neighbors], axis=1))
+
+
+def _novelty_scores(
+    z_context: np.ndarray,
+    z_target: np.ndarray,
+    fit: np.ndarray,
+    k: int,
+    search: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Novelty score of every target cell: the sum of three standardized, smoothed scores.
 
     Each score is the median over the cell and its ``k - 1`` nearest target cells (a novel type is a
-    group of cells, not one cell), standardized by the median and MAD over the target cells: the
-    log-outlyingness (far from the context for the context's local density), the log-misfit
-    ``-log(fit)`` (the context explains the counts worse than the cell's own species) and the log
-    density ratio at the scale of ``2 k`` cells (many target cells where the context has few: a novel
-    type mapped near a rare context type).
+    group of cells, not one cell), standardized by the median and MAD over the target cells: a
+    *distance* from the context, the log-misfit ``-log(fit)`` (the context explains the counts worse
+    than the cell's own species) and a *crowding* (many target cells where the context has few: a novel
+    type mapped near a rare context type). With ``search``, the first ``k`` data-level neighbours of
+    every target cell and their distances, distance and crowding come from the data: the log median
+    distance to those neighbours and :func:`_crowding`; without, from the latent space: the
+    log-outlyingness (far from the context for the context's local density) and the log density ratio at
+    the scale of ``2 k`` cells.
     """
-    scores = (
-        np.log(np.maximum(_outlyingness(z_context, z_target, k), 1e-12)),
-        -np.log(np.maximum(fit, 1e-6)),
-        _log_density_ratio(z_context, z_target, 2 * k),
-    )
+    if search is None:
+        distance = np.log(np.maximum(_outlyingness(z_context, z_target, k), 1e-12))
+        crowding = _log_density_ratio(z_context, z_target, 2 * k)
+    else:
+        neighbors, distances = search
+        distance = np.log(np.maximum(np.median(distances, axis=1), 1e-12))
+        crowding = _crowding(neighbors, len(z_context))
+    scores = (distance, -np.log(np.maximum(fit, 1e-6)), crowding)
     around = _latent_knn(z_target, z_target, k)  # the cell itself first
     return sum(_standardized(np.median(score[around], axis=1)) for score in scores)
 
@@ -146,7 +169,10 @@ def _two_groups(scores: np.ndarray, n_iter: int = 200) -> tuple[np.ndarray, np.n
         previous = fitted
     separation = np.sqrt(2) * (mean - location) / np.sqrt(2 * scale**2 + sd**2)
     separate = bool(separation > 2 and mean > location + scale * np.log(50) and share < 0.5)
-    if not separate:  # one group: the Laplace fitted to all cells
+    if separate:  # a higher score is never less likely novel (past its mode the normal's tail is the lighter)
+        order = np.argsort(scores, kind="stable")
+        posterior[order] = np.maximum.accumulate(posterior[order])
+    else:  # one group: the Laplace fitted to all cells
         location = float(np.median(scores))
         scale = max(float(np.mean(np.abs(scores - location))), 1e-12)
         posterior = np.zeros_like(scores)
@@ -165,13 +191,27 @@ def _two_groups(scores: np.ndarray, n_iter: int = 200) -> tuple[np.ndarray, np.n
     return pvalue, posterior, fitted
 
 
-def _homology_candidates(target, n: int, n_context: int) -> np.ndarray | None:
-    """The first ``n`` data-level neighbours of every target cell, or None when the search is absent."""
+def _homology_search(target, n_context: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The data-level neighbours of every target cell and their distances (None when not stored).
+
+    None when the search is absent. Raises on neighbour indices out of range and on distances that are
+    not one finite, non-negative value per neighbour.
+    """
     key = target.adata_manager.registry["setup_args"].get("homology_key")
     if key is None or f"{key}_neighbors" not in target.adata.obsm:
         return None
     where = f"target.adata.obsm[{key + '_neighbors'!r}]"
-    return check_neighbor_indices(target.adata.obsm[f"{key}_neighbors"], n_context, where)[:, :n]
+    neighbors = check_neighbor_indices(target.adata.obsm[f"{key}_neighbors"], n_context, where)
+    if f"{key}_distances" not in target.adata.obsm:
+        return neighbors, None
+    distances = np.asarray(target.adata.obsm[f"{key}_distances"])
+    if distances.shape != neighbors.shape or not (np.isfinite(distances) & (distances >= 0)).all():
+        raise ValueError(
+            f"target.adata.obsm[{key + '_distances'!r}] must hold one finite, non-negative distance per "
+            f"neighbour of {where} (shape {neighbors.shape}), got shape {distances.shape}: run "
+            "xspecies.pp.homology_neighbors again."
+        )
+    return neighbors, distances
 
 
 @doc_params(progress_bar=doc_progress_bar)
@@ -208,13 +248,20 @@ def transfer_labels(
 
     Both the *confidence* and the *novel* flag are calibrated without target labels:
 
-    - ``novel`` flags cells of types the context lacks, from three scores per target cell: the
-      *outlyingness* (the distance to the ``n_neighbors``-th nearest context cell in the shared latent
-      space, over the mean of that distance for those context cells), the *misfit* ``-log(fit)`` (the
-      context explains the counts worse than the cell's own species, see ``fit`` below) and the *density
+    - ``novel`` flags cells of types the context lacks, from three scores per target cell: a *distance*
+      from the context, the *misfit* ``-log(fit)`` (the context explains the counts worse than the cell's
+      own species, see ``fit`` below) and a *crowding* (many target cells where the context has few: a
+      novel type the model maps near a rare context type). With the data-level neighbour search of
+      :func:`xspecies.pp.homology_neighbors` registered (its ``_neighbors`` and ``_distances``), distance
+      and crowding come from the data: the median distance to the first ``n_neighbors`` data-level
+      neighbours, and the median *load* of those neighbours (how many target cells list a context cell
+      among theirs, over the number if all were listed equally often). The training cannot move them: a
+      shared type that the model aligns badly (with a large type missing from the context, the model
+      moves shared types aside) stays close to its context cells in the data. Without the search, both
+      come from the shared latent space: the *outlyingness* (the distance to the ``n_neighbors``-th
+      nearest context cell over the mean of that distance for those context cells) and the *density
       ratio* (the distance to the ``2 * n_neighbors``-th nearest context cell over that to the
-      ``2 * n_neighbors``-th nearest other target cell: a novel type the model maps near a rare context
-      type is many target cells where the context has few). Each is the median over the cell and its
+      ``2 * n_neighbors``-th nearest other target cell). Each score is the median over the cell and its
       ``n_neighbors - 1`` nearest target cells (a type is a group of cells), logged and standardized by
       its median and MAD over the target cells; their sum is the novelty score. The species gap moves
       and widens all target scores, so the null distribution is estimated from the target cells
@@ -224,7 +271,8 @@ def transfer_labels(
       only when it is a separate mode (Ashman's ``D > 2``), centred beyond the null's 99th percentile
       and a minority (below half of the cells); otherwise no cell is of it, and the null is the Laplace
       fitted to all scores. ``novel`` is ``novelty_pvalue <= novel_alpha`` *and* a posterior
-      probability of the second group above 0.5. The error rate controlled is the share of target
+      probability of the second group above 0.5 (never falling as the score rises). The error rate
+      controlled is the share of target
       cells of types the context has that are flagged: at most ``novel_alpha`` when their scores
       follow the fitted Laplace, less where the second-group condition rejects them. It is not
       guaranteed: a shared type the model aligns badly scores like an absent type and is flagged
@@ -270,8 +318,9 @@ def transfer_labels(
         Level of the novelty test, in (0, 1): at most the share of the target cells of types present in
         the context that are flagged, under the assumptions above (the measured rates: :doc:`/benchmarks`).
     n_neighbors
-        Neighbours of the novelty scores: context neighbours of the outlyingness, target neighbours of
-        the median (twice as many of each for the density ratio).
+        Neighbours of the novelty scores: data-level neighbours of the distance and the crowding (context
+        neighbours of the outlyingness, twice as many for the density ratio, without the search), target
+        neighbours of the median.
     calibration_folds
         Folds of the context cells for the calibration of the confidence (at least 2).
     random_state
@@ -303,15 +352,17 @@ def transfer_labels(
           share whose vote was right (``"accuracy"``);
         - ``uns[key]["novelty"]``: the fitted novelty model: ``"null_location"`` and ``"null_scale"`` of the
           Laplace null, ``"novel_share"`` (the second group's share, 0 when it does not count),
-          ``"novel_mean"`` and ``"novel_sd"`` of the second group as fitted, and its ``"separation"``
-          (Ashman's ``D``).
+          ``"novel_mean"`` and ``"novel_sd"`` of the second group as fitted, its ``"separation"``
+          (Ashman's ``D``) and ``"scores"``: ``"data"`` (distance and crowding from the data-level
+          neighbours) or ``"latent"``.
 
     Raises
     ------
     ValueError
         Before any computation: models not trained or not built from each other (cell count, gene names,
         or the context fingerprint recorded by :func:`xspecies.pp.homology_neighbors`), stored neighbour
-        indices out of range, context labels missing on all but at most one cell, parameters out of range.
+        indices out of range or distances not one finite, non-negative value per neighbour, context labels
+        missing on all but at most one cell, parameters out of range.
     KeyError
         When ``labels_key`` is not a context ``obs`` column or homology candidates are absent.
 
@@ -348,9 +399,8 @@ def transfer_labels(
             "held-out context cells."
         )
     key = key_added or f"xspecies_{labels_key}"
-    proposed = (
-        None if candidates == "latent" else _homology_candidates(target, n_candidates, context.adata.n_obs)
-    )
+    search = _homology_search(target, context.adata.n_obs)
+    proposed = None if candidates == "latent" or search is None else search[0][:, :n_candidates]
     if candidates == "homology" and proposed is None:
         raise KeyError(
             "candidates='homology' needs the neighbour search in the target AnnData: run "
@@ -387,7 +437,12 @@ def transfer_labels(
         z_context, labels.codes, len(labels.categories), n_vote, weighting, calibration_folds, random_state
     )
     calibration = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(held_share, right)
-    pvalue, novel_probability, novelty = _two_groups(_novelty_scores(z_context, z_target, fit, n_neighbors))
+    data_level = search is not None and search[1] is not None
+    first = (search[0][:, :n_neighbors], search[1][:, :n_neighbors]) if data_level else None
+    pvalue, novel_probability, novelty = _two_groups(
+        _novelty_scores(z_context, z_target, fit, n_neighbors, first)
+    )
+    novelty["scores"] = "data" if data_level else "latent"
 
     adata.obs[key] = pd.Categorical.from_codes(winner, categories=labels.categories)
     adata.obs[f"{key}_vote_share"] = vote_share.astype(np.float32)
