@@ -1,5 +1,8 @@
 """Log-log figure of CPU seconds per stage against cells per species, from benchmarks/results/scale.json.
 
+Stages run with models trained on fewer cells than the size (``trained_on_cells``, ``--model-cells``)
+are left out of the figure; the machine-speed probe of each size is written on it.
+
 Usage: ``python benchmarks/plot_scale.py [--results FILE] [--out docs/_static/scale.png]``; also prints
 the table of docs/benchmarks.md (wall and CPU seconds per 1,000 cells, peak RSS) as Markdown.
 """
@@ -56,9 +59,16 @@ def main() -> None:
     args = parser.parse_args()
     sizes = json.loads(args.results.read_text())["sizes"]
     stages: dict[str, list[tuple[int, float]]] = {}
+    probes = []
     for size, entry in sorted(sizes.items(), key=lambda item: int(item[0])):
+        probes.append(f"{int(size):,}: {entry['gflops_before']:.0f}")
         for name, record in entry["stages"].items():
-            if record.get("status") == "ok" and not name.endswith("_first_call") and name != "resample":
+            if (
+                record.get("status") == "ok"
+                and not name.endswith("_first_call")
+                and name != "resample"
+                and record.get("trained_on_cells", int(size)) == int(size)  # not a model trained on fewer cells
+            ):
                 seconds = record.get("cpu_seconds", record["seconds"])  # CPU seconds where recorded
                 stages.setdefault(name, []).append((int(size), seconds))
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
@@ -75,6 +85,14 @@ def main() -> None:
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.axline((1e4, 1), (1e6, 100), color="grey", linestyle=":", label="linear in cells")
+    ax.text(
+        0.01,
+        0.01,
+        "matrix-product probe before each size (GFLOP/s): " + ", ".join(probes),
+        transform=ax.transAxes,
+        fontsize=7,
+        color="dimgrey",
+    )
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
