@@ -273,11 +273,12 @@ def transfer_labels(
       its median and MAD over the target cells; their sum is the novelty score. The species gap moves
       and widens all target scores, so the null distribution is estimated from the target cells
       themselves, never from labels: a two-group model fitted by EM to the scores, a Laplace
-      distribution for cells of types the context has and a normal one above it for the others.
-      ``novelty_pvalue`` is the Laplace null's upper tail at the cell's score. The second group counts
-      only when it is a separate mode (Ashman's ``D > 2``), centred beyond the null's 99th percentile
-      and a minority (below half of the cells); otherwise no cell is of it, and the null is the Laplace
-      fitted to all scores. ``novel`` is ``novelty_pvalue <= novel_alpha`` *and* a posterior
+      distribution for cells of types the context has and a normal one above it for the others (a
+      mixture of whatever absent types there are, so never narrower than the null: its median absolute
+      deviation is kept at least the Laplace's). ``novelty_pvalue`` is the Laplace null's upper tail
+      at the cell's score. The second group counts only when it is a separate mode (Ashman's
+      ``D > 2``), centred beyond the null's 99th percentile and a minority (below half of the cells);
+      otherwise no cell is of it, and the null is the Laplace fitted to all scores. ``novel`` is ``novelty_pvalue <= novel_alpha`` *and* a posterior
       probability of the second group above 0.5 (never falling as the score rises). The error rate
       controlled is the share of target
       cells of types the context has that are flagged: at most ``novel_alpha`` when their scores
