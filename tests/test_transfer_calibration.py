@@ -128,6 +128,23 @@ def test_two_groups_fits_a_separate_mode_and_no_mode():
     assert fitted["novel_share"] == 0.0 and not probability.any()
 
 
+def test_two_groups_second_group_spans_a_narrow_and_a_lower_absent_type():
+    # two absent types: a narrow mode far out and a type scoring lower; a second group fitted to the
+    # narrow mode alone (standard deviation 0.4) would leave every cell of the lower type to the null
+    rng = np.random.default_rng(0)
+    scores = np.concatenate(
+        [rng.laplace(0.0, 1.0, 2000), rng.normal(10.0, 0.4, 250), rng.normal(6.0, 1.0, 250)]
+    )
+    pvalue, probability, fitted = _two_groups(scores)
+    flagged = (pvalue <= 0.05) & (probability > 0.5)
+    assert flagged[2000:2250].all()
+    assert flagged[2250:].mean() >= 0.95
+    assert flagged[:2000].mean() <= 0.02
+    # the second group is no narrower than the null: median absolute deviations 0.6745 sd and log(2) b
+    assert fitted["novel_sd"] * 0.6745 >= np.log(2) * fitted["null_scale"] * (1 - 1e-3)
+    assert fitted["novel_share"] == pytest.approx(500 / 2500, abs=0.03)
+
+
 def test_standardized_survives_equal_scores():
     np.testing.assert_allclose(
         _standardized(np.array([1.0, 1.0, 1.0, 4.0])), [0, 0, 0, 3 / np.std([1, 1, 1, 4])]

@@ -23,6 +23,8 @@ from xspecies._vote import check_weighting, weighted_vote
 
 from ._pair import check_pair
 
+_NORMAL_MAD = 1.4826  # a normal distribution's standard deviation over its median absolute deviation
+
 
 def _latent_knn(reference: np.ndarray, query: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
     k_eff = min(k + int(exclude_self), reference.shape[0])
@@ -83,7 +85,7 @@ def _standardized(scores: np.ndarray) -> np.ndarray:
     The standard deviation replaces a MAD of 0 (more than half of the scores equal), 1 a zero deviation.
     """
     median = np.median(scores)
-    scale = 1.4826 * np.median(np.abs(scores - median)) or np.std(scores) or 1.0
+    scale = _NORMAL_MAD * np.median(np.abs(scores - median)) or np.std(scores) or 1.0
     return (scores - median) / scale
 
 
@@ -144,7 +146,10 @@ def _two_groups(scores: np.ndarray, n_iter: int = 200) -> tuple[np.ndarray, np.n
 
     Cells of types the context has (the null group) follow a Laplace distribution, cells of absent
     types a normal one above it; both, and the share of the second, are fitted by EM (at most
-    ``n_iter`` steps, fewer once the parameters settle). The p-value is
+    ``n_iter`` steps, fewer once the parameters settle). The second group is a mixture of whatever absent
+    types there are, each spread like a type of the context: its median absolute deviation is kept at
+    least the null's (standard deviation at least ``1.4826 * log(2) * scale``), so that a narrow mode
+    of one absent type does not leave the lower scores of another to the null. The p-value is
     the null's upper tail at the score. The probability of an absent type is the posterior of the
     second group when it is a separate mode (Ashman's ``D > 2``), centred beyond the null's 99th
     percentile and a minority; otherwise it is 0 and the null is the Laplace fitted to all scores.
@@ -152,7 +157,8 @@ def _two_groups(scores: np.ndarray, n_iter: int = 200) -> tuple[np.ndarray, np.n
     location = float(np.median(scores))
     scale = max(float(np.median(np.abs(scores - location))) / np.log(2), 1e-12)
     top = scores >= np.quantile(scores, 0.9)
-    mean, sd, share = float(scores[top].mean()), float(scores[top].std()) + 1e-6, 0.1
+    share, mean = 0.1, float(scores[top].mean())
+    sd = max(float(scores[top].std()) + 1e-6, float(_NORMAL_MAD * np.log(2) * scale))
     previous = None
     for _ in range(n_iter):
         log_null = np.log1p(-share) + _laplace_log_density(scores, location, scale)
@@ -163,6 +169,7 @@ def _two_groups(scores: np.ndarray, n_iter: int = 200) -> tuple[np.ndarray, np.n
         scale = max(float(np.average(np.abs(scores - location), weights=1.0 - posterior + 1e-12)), 1e-12)
         mean = float(np.average(scores, weights=posterior + 1e-12))
         sd = float(np.sqrt(np.average((scores - mean) ** 2, weights=posterior + 1e-12))) + 1e-6
+        sd = max(sd, float(_NORMAL_MAD * np.log(2) * scale))  # the null's MAD is scale * log(2)
         fitted = (share, location, scale, mean, sd)
         if previous is not None and np.allclose(fitted, previous, rtol=1e-10, atol=1e-12):
             break
@@ -266,11 +273,12 @@ def transfer_labels(
       its median and MAD over the target cells; their sum is the novelty score. The species gap moves
       and widens all target scores, so the null distribution is estimated from the target cells
       themselves, never from labels: a two-group model fitted by EM to the scores, a Laplace
-      distribution for cells of types the context has and a normal one above it for the others.
-      ``novelty_pvalue`` is the Laplace null's upper tail at the cell's score. The second group counts
-      only when it is a separate mode (Ashman's ``D > 2``), centred beyond the null's 99th percentile
-      and a minority (below half of the cells); otherwise no cell is of it, and the null is the Laplace
-      fitted to all scores. ``novel`` is ``novelty_pvalue <= novel_alpha`` *and* a posterior
+      distribution for cells of types the context has and a normal one above it for the others (a
+      mixture of whatever absent types there are, so never narrower than the null: its median absolute
+      deviation is kept at least the Laplace's). ``novelty_pvalue`` is the Laplace null's upper tail
+      at the cell's score. The second group counts only when it is a separate mode (Ashman's
+      ``D > 2``), centred beyond the null's 99th percentile and a minority (below half of the cells);
+      otherwise no cell is of it, and the null is the Laplace fitted to all scores. ``novel`` is ``novelty_pvalue <= novel_alpha`` *and* a posterior
       probability of the second group above 0.5 (never falling as the score rises). The error rate
       controlled is the share of target
       cells of types the context has that are flagged: at most ``novel_alpha`` when their scores
