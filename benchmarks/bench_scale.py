@@ -24,6 +24,9 @@ components) with 1 and 2 workers of a Dask LocalCluster (``joblib.parallel_confi
 ``--model-cells M`` trains the models (one epoch each) on the first M cells per species and loads them
 onto all N cells, so that the analyses run on N cells where training on N cells takes too long.
 
+``--threads N`` gives each worker N torch threads and as many numba and OpenMP threads, idle OpenMP
+threads asleep (``OMP_WAIT_POLICY=PASSIVE``); use ``--threads 1`` on a shared machine.
+
 Usage::
 
     python benchmarks/bench_scale.py --sizes 10000 50000 200000
@@ -175,6 +178,7 @@ def run_size(size: int, stages: list[str], model_cells: int | None, out: Path, t
         "n_cells_per_species": size,
         "gflops_before": probe_before,
         "torch_threads": torch.get_num_threads(),
+        "numba_threads": int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count() or 1)),
     }
     run = Runner(size, stages, out, info)
     pair = {}
@@ -349,6 +353,19 @@ def growth(sizes: dict) -> dict:
     return ratios
 
 
+def worker_environment(threads: int | None) -> dict:
+    """Environment of a worker process: with ``threads``, numba and OpenMP get as many threads, idle ones asleep.
+
+    numba (pynndescent, umap) otherwise starts a thread per core, and an OpenMP worker that waits for
+    work spins: on a machine shared with other processes such a thread took a core of its own and made
+    the training of the same process several times slower in CPU seconds.
+    """
+    env = dict(os.environ)
+    if threads is not None:
+        env.update(NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE")
+    return env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 50_000, 200_000, 1_000_000])
@@ -361,7 +378,10 @@ def main() -> None:
         help="train the models (one epoch) on this many cells per species and load them onto all cells",
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: all cores; 1 on a shared machine)"
+        "--threads",
+        type=int,
+        default=None,
+        help="torch, numba and OpenMP threads of each worker (default: all cores; 1 on a shared machine)",
     )
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
@@ -379,7 +399,8 @@ def main() -> None:
             proc = subprocess.run(
                 [sys.executable, __file__, "--worker", str(size), "--stages", *args.stages, "--out", out.name]
                 + ([] if args.model_cells is None else ["--model-cells", str(args.model_cells)])
-                + ([] if args.threads is None else ["--threads", str(args.threads)])
+                + ([] if args.threads is None else ["--threads", str(args.threads)]),
+                env=worker_environment(args.threads),
             )
             text = Path(out.name).read_text()
         results = json.loads(args.results.read_text()) if args.results.exists() else {"sizes": {}}

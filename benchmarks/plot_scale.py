@@ -67,7 +67,8 @@ def main() -> None:
                 record.get("status") == "ok"
                 and not name.endswith("_first_call")
                 and name != "resample"
-                and record.get("trained_on_cells", int(size)) == int(size)  # not a model trained on fewer cells
+                and record.get("trained_on_cells", int(size))
+                == int(size)  # not a model trained on fewer cells
             ):
                 seconds = record.get("cpu_seconds", record["seconds"])  # CPU seconds where recorded
                 stages.setdefault(name, []).append((int(size), seconds))
