@@ -55,7 +55,7 @@ def test_prepare_in_place_complexity_and_hvg(mouse_demo):
     assert adata.uns["prepare"]["params"]["batch_key"] == ""
 
 
-def test_prepare_hvg_flavors_rank_from_the_counts(mouse_demo):
+def test_prepare_hvg_flavors_rank_from_the_counts(tmp_path, mouse_demo):
     """seurat (default) ranks a log-normalized copy, seurat_v3 the counts; the kept counts are unchanged."""
     import scanpy as sc
 
@@ -74,6 +74,7 @@ def test_prepare_hvg_flavors_rank_from_the_counts(mouse_demo):
         assert list(out.var_names) == list(mouse_demo.var_names[ranked["highly_variable"].to_numpy()])
         assert out.uns["prepare"]["params"]["flavor"] == flavor
         assert (out.X != mouse_demo[:, out.var_names].X).nnz == 0  # still the raw counts
+        out.write_h5ad(tmp_path / f"{flavor}.h5ad")  # every var column the ranking adds can be written
     kept = {
         f: set(xs.pp.prepare(mouse_demo, n_top_genes=300, flavor=f, copy=True).var_names) for f in expected
     }

@@ -98,7 +98,8 @@ def _highly_variable(
     Returns
     -------
     pandas.DataFrame
-        scanpy's table (``highly_variable`` and the statistics of the flavor), indexed by ``var_names``.
+        scanpy's table (``highly_variable`` and the statistics of the flavor, without seurat's
+        ``mean_bin``), indexed by ``var_names``.
     """
     source, hvg_layer = adata, layer
     if flavor == "seurat":  # the log-normalized copy costs one copy of the counts (sparse stays sparse)
@@ -113,7 +114,8 @@ def _highly_variable(
         source, n_top_genes=n_top_genes, flavor=flavor, batch_key=batch_key, layer=hvg_layer, inplace=False
     )
     hvg.index = adata.var_names
-    return hvg
+    # seurat's bins of mean expression: intervals, which h5ad cannot store (scanpy keeps them out of var too)
+    return hvg.drop(columns="mean_bin", errors="ignore")
 
 
 def prepare(
