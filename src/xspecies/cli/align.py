@@ -638,9 +638,9 @@ def register(subparsers) -> None:
         "--hvg-flavor",
         choices=tuple(FLAVOR_TEXT),
         default="seurat",
-        help="gene ranking: seurat, the dispersion of the log-normalized counts (keeps the markers of "
-        "small cell types and of highly expressed genes such as insulin), or seurat_v3, the variance of "
-        "the counts (default: %(default)s; see xspecies.pp.prepare)",
+        help="gene ranking: seurat, the dispersion of the log-normalized counts, or seurat_v3, the "
+        "variance of the counts (on the Baron pancreas files seurat_v3 drops insulin and the markers of "
+        "the rarest cell types; default: %(default)s; see xspecies.pp.prepare)",
     )
     add_common_arguments(parser, default_epochs=40)
     parser.set_defaults(func=_run)

@@ -175,8 +175,9 @@ def prepare(
           ``Cd19``).
         - ``"seurat_v3"``: variance of the counts standardized by a loess trend over the genes' means.
           On that pair it drops those genes (the trend follows the few genes of the highest means, and
-          a handful of expressing cells does not lift a gene above the cut), and the label transfer of
-          ``xspecies align`` with its genes was less accurate on every seed (:doc:`/benchmarks`).
+          a handful of expressing cells does not lift a gene above the cut), and with its genes
+          ``xspecies align`` labelled a smaller share of the human cells correctly on every seed
+          measured (:doc:`/benchmarks`).
     layer
         Layer with the counts; ``None`` for ``X``.
     key_added
