@@ -34,7 +34,14 @@ def prepared(data: Path, species: str, n_top_genes: int = 4000) -> ad.AnnData:
         return ad.read_h5ad(path)
     adata = ad.read_h5ad(data / f"baron_{species}_counts.h5ad")
     adata.obs = adata.obs[[LABELS, BATCH]].copy()
-    xs.pp.prepare(adata, batch_key=BATCH, labels_key=LABELS, n_top_genes=n_top_genes, min_celltype_size=0)
+    xs.pp.prepare(  # seurat_v3: the genes of the measured runs (pp.prepare's default is now seurat)
+        adata,
+        batch_key=BATCH,
+        labels_key=LABELS,
+        n_top_genes=n_top_genes,
+        flavor="seurat_v3",
+        min_celltype_size=0,
+    )
     adata.uns.clear()
     adata.var = adata.var[[]]
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,10 @@ def test_commands_registered(capsys):
     assert args.labels_key == "cell_type" and args.output == "xspecies_output"
     assert args.n_top_genes == 4000 and args.n_neighbors is None and args.accelerator == "auto"
     assert parser.parse_args([*_ALIGN, "--all-genes"]).n_top_genes == 0
+    assert args.hvg_flavor == "seurat"
+    assert parser.parse_args([*_ALIGN, "--hvg-flavor", "seurat_v3"]).hvg_flavor == "seurat_v3"
+    with pytest.raises(CLIError, match="--hvg-flavor: invalid choice: 'cell_ranger'"):
+        parser.parse_args([*_ALIGN, "--hvg-flavor", "cell_ranger"])
     with pytest.raises(CLIError, match="required"):
         parser.parse_args(["align", "--context", "c.h5ad"])  # missing required arguments
 

@@ -55,6 +55,38 @@ def test_prepare_in_place_complexity_and_hvg(mouse_demo):
     assert adata.uns["prepare"]["params"]["batch_key"] == ""
 
 
+def test_prepare_hvg_flavors_rank_from_the_counts(tmp_path, mouse_demo):
+    """seurat (default) ranks a log-normalized copy, seurat_v3 the counts; the kept counts are unchanged."""
+    import scanpy as sc
+
+    norm = mouse_demo.copy()
+    sc.pp.normalize_total(norm, target_sum=1e4)
+    sc.pp.log1p(norm)
+    expected = {
+        "seurat": sc.pp.highly_variable_genes(norm, n_top_genes=300, flavor="seurat", inplace=False),
+        "seurat_v3": sc.pp.highly_variable_genes(
+            mouse_demo, n_top_genes=300, flavor="seurat_v3", inplace=False
+        ),
+    }
+    for flavor, ranked in expected.items():
+        kwargs = {} if flavor == "seurat" else {"flavor": flavor}
+        out = xs.pp.prepare(mouse_demo, min_genes_fraction=0.0, n_top_genes=300, copy=True, **kwargs)
+        assert list(out.var_names) == list(mouse_demo.var_names[ranked["highly_variable"].to_numpy()])
+        assert out.uns["prepare"]["params"]["flavor"] == flavor
+        assert (out.X != mouse_demo[:, out.var_names].X).nnz == 0  # still the raw counts
+        out.write_h5ad(tmp_path / f"{flavor}.h5ad")  # every var column the ranking adds can be written
+    kept = {
+        f: set(xs.pp.prepare(mouse_demo, n_top_genes=300, flavor=f, copy=True).var_names) for f in expected
+    }
+    assert kept["seurat"] != kept["seurat_v3"]
+    adata = mouse_demo.copy()
+    with pytest.raises(
+        ValueError, match=r"flavor must be one of \('seurat', 'seurat_v3'\), got 'cell_ranger'"
+    ):
+        xs.pp.prepare(adata, min_celltype_size=0, n_top_genes=300, flavor="cell_ranger")
+    assert adata.shape == mouse_demo.shape  # checked before anything is removed
+
+
 def test_prepare_report_roundtrip(tmp_path, mouse_demo):
     out = xs.pp.prepare(mouse_demo, labels_key="cell_ontology_class", copy=True)
     out.write_h5ad(tmp_path / "p.h5ad")

@@ -22,6 +22,8 @@ MAX_NEIGHBORS = 250
 #: Neighbours that vote on the data-level label and guide the alignment (at most ``n_neighbors``).
 N_VOTE = 25
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+#: gene rankings of ``--hvg-flavor`` (those of :func:`xspecies.pp.prepare`), for the progress output
+FLAVOR_TEXT = {"seurat": "dispersion of the log-normalized counts", "seurat_v3": "variance of the counts"}
 
 
 def _say(verbose: bool, message: str) -> None:
@@ -135,11 +137,11 @@ def check_output_folder(output: str | Path) -> None:
         raise CLIError(f"cannot write the output folder {output}: {existing} is not writable")
 
 
-def select_genes(adata: AnnData, n_top_genes: int, layer: str | None) -> str:
+def select_genes(adata: AnnData, n_top_genes: int, layer: str | None, flavor: str = "seurat") -> str:
     """Keep the ``n_top_genes`` highly variable genes of ``adata`` (in place), as :func:`xspecies.pp.prepare`.
 
-    Genes are ranked with ``seurat_v3`` on the counts of all cells of the species together (per-batch
-    ranking fails on small batches).
+    Genes are ranked from the counts of all cells of the species together (per-batch ranking fails on
+    small batches), by ``flavor`` (see :func:`xspecies.pp.prepare`).
 
     Parameters
     ----------
@@ -149,6 +151,8 @@ def select_genes(adata: AnnData, n_top_genes: int, layer: str | None) -> str:
         Genes to keep; ``0`` keeps all genes.
     layer
         Layer with the counts.
+    flavor
+        ``"seurat"`` (dispersion of the log-normalized counts) or ``"seurat_v3"`` (variance of the counts).
 
     Returns
     -------
@@ -160,7 +164,7 @@ def select_genes(adata: AnnData, n_top_genes: int, layer: str | None) -> str:
     >>> import anndata as ad, numpy as np
     >>> adata = ad.AnnData(np.random.default_rng(0).negative_binomial(2, 0.3, (200, 300)).astype(np.float32))
     >>> select_genes(adata, 100, None)
-    'kept the 100 most variable of 300 genes (seurat_v3 on the counts)'
+    'kept the 100 most variable of 300 genes (seurat: dispersion of the log-normalized counts)'
     >>> select_genes(adata, 0, None)
     'all 100 genes kept (--n-top-genes 0)'
     """
@@ -176,13 +180,15 @@ def select_genes(adata: AnnData, n_top_genes: int, layer: str | None) -> str:
             min_genes_fraction=0.0,
             min_celltype_size=1,
             n_top_genes=n_top_genes,
+            flavor=flavor,
             layer=layer,
         )
-    except ValueError as exc:  # the loess fit of seurat_v3 fails on degenerate data
+    except ValueError as exc:  # e.g. the loess fit of seurat_v3 fails on degenerate data
         raise CLIError(
             f"selecting {n_top_genes} highly variable genes failed ({exc}); pass --n-top-genes 0 to keep all genes"
         ) from exc
-    return f"kept the {adata.n_vars} most variable of {n_vars} genes (seurat_v3 on the counts)"
+    how = FLAVOR_TEXT[flavor]
+    return f"kept the {adata.n_vars} most variable of {n_vars} genes ({flavor}: {how})"
 
 
 def run_alignment(
@@ -200,6 +206,7 @@ def run_alignment(
     verbose: bool = True,
     n_neighbors: int | None = None,
     n_top_genes: int = 0,
+    hvg_flavor: str = "seurat",
     layer: str | None = None,
     batch_size: int = 128,
     accelerator: str = "auto",
@@ -236,6 +243,8 @@ def run_alignment(
         Data-level neighbours per target cell (default ``min(250, context cells)``).
     n_top_genes
         Highly variable genes kept per species (``0``: all genes).
+    hvg_flavor
+        Their ranking: ``"seurat"`` or ``"seurat_v3"`` (see :func:`xspecies.pp.prepare`).
     layer
         Layer with the counts in both data sets (``None``: ``X``).
     batch_size
@@ -264,6 +273,8 @@ def run_alignment(
     """
     if epochs < 1:
         raise CLIError(f"--epochs must be at least 1, got {epochs}")
+    if hvg_flavor not in FLAVOR_TEXT:
+        raise CLIError(f"--hvg-flavor must be one of {', '.join(FLAVOR_TEXT)}, got {hvg_flavor!r}")
     n_neighbors = check_inputs(
         context,
         target,
@@ -294,7 +305,7 @@ def run_alignment(
 
     _say(verbose, "[1/6] genes per species (--n-top-genes; 0 keeps all genes)")
     for name, adata in ((context_species, context), (target_species, target)):
-        _say(verbose, f"      {name}: {select_genes(adata, n_top_genes, layer)}")
+        _say(verbose, f"      {name}: {select_genes(adata, n_top_genes, layer, hvg_flavor)}")
 
     _say(verbose, f"[2/6] orthologs and data-level neighbour search ({target_species} -> {context_species})")
     xs.pp.translate_genes(target, target_species, context_species)
@@ -335,6 +346,7 @@ def run_alignment(
         "n_context_genes": context.n_vars,
         "n_target_genes": target.n_vars,
         "n_top_genes": n_top_genes,
+        "hvg_flavor": hvg_flavor,
         "n_neighbors": n_neighbors,
         "epochs": epochs,
         **timings,
@@ -486,6 +498,7 @@ def _run(args: argparse.Namespace) -> int:
         target_batch_key=args.target_batch_key,
         target_labels_key=args.target_labels_key,
         n_top_genes=args.n_top_genes,
+        hvg_flavor=args.hvg_flavor,
         layer=args.layer,
         **run_options(args),
     )
@@ -615,11 +628,19 @@ def register(subparsers) -> None:
         "--n-top-genes",
         type=int_at_least(0),
         default=4000,
-        help="highly variable genes kept per species, seurat_v3 on the counts; "
+        help="highly variable genes kept per species, ranked from the counts by --hvg-flavor; "
         "0 keeps all genes (default: %(default)s)",
     )
     genes.add_argument(
         "--all-genes", dest="n_top_genes", action="store_const", const=0, help="keep all genes"
+    )
+    parser.add_argument(
+        "--hvg-flavor",
+        choices=tuple(FLAVOR_TEXT),
+        default="seurat",
+        help="gene ranking: seurat, the dispersion of the log-normalized counts, or seurat_v3, the "
+        "variance of the counts (on the Baron pancreas files seurat_v3 drops insulin and the markers of "
+        "the rarest cell types; default: %(default)s; see xspecies.pp.prepare)",
     )
     add_common_arguments(parser, default_epochs=40)
     parser.set_defaults(func=_run)
