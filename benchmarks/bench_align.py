@@ -13,7 +13,8 @@ lacks are run and recorded without a comparison.
 
 Usage: ``python benchmarks/bench_align.py [--seeds 0 1 2] [--hvg-flavor F] [--data DIR] [--keep DIR]
 [--add] [--out FILE]``; writes ``benchmarks/results/align.json`` (with ``--add``, the runs of other seeds
-already in it are kept).
+already in it are kept). ``--compare`` runs nothing and compares the runs in ``--out`` with ``--tuned``
+again, after a new run of ``bench_model.py``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "align.json")
     parser.add_argument("--keep", type=Path, default=None, help="keep the align output folders here")
     parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="run nothing: compare the runs already in --out with --tuned again (after a new tuned run)",
+    )
+    parser.add_argument(
         "--add",
         action="store_true",
         help="keep the runs of other seeds already in --out (one file for all seeds)",
@@ -99,24 +105,29 @@ def main() -> None:
     keys = ["balanced_accuracy", "accuracy", "recall", "n_novel", "n_context_genes", "n_target_genes"]
     keys += ["n_context_cells", "n_target_cells", "train_context_s", "train_target_s", "transfer_s", "wall_s"]
     keys += ["hvg_flavor"]
-    earlier = json.loads(args.out.read_text()) if args.add and args.out.exists() else {}
+    earlier = json.loads(args.out.read_text()) if (args.add or args.compare) and args.out.exists() else {}
+    if args.compare:  # the runs in --out, compared again with --tuned
+        write(args, earlier["command"], [compare(run, tuned) for run in earlier["runs"]])
+        return
     kept = [run for run in earlier.get("runs", []) if run["seed"] not in args.seeds]
+    command = (
+        "xspecies align --context baron_mouse_counts.h5ad --target baron_human_counts.h5ad "
+        "--context-species mouse --target-species human --labels-key cell_ontology_class "
+        "--context-batch-key donor --target-batch-key donor --target-labels-key cell_ontology_class "
+        f"--epochs {args.epochs} --seed SEED"
+        + ("" if args.hvg_flavor is None else f" --hvg-flavor {args.hvg_flavor}")
+    )
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
             folder = (args.keep or Path(scratch)) / f"seed{seed}"
             report = run_align(args.data, folder, seed, args.epochs, args.hvg_flavor)
             run = {key: report[key] for key in ["seed", *keys] if key in report}
-            run["tuned_balanced_accuracy"] = tuned[seed]["balanced_accuracy"] if seed in tuned else None
-            run["tuned_accuracy"] = tuned[seed]["accuracy"] if seed in tuned else None
-            run["difference"] = (
-                None if seed not in tuned else run["balanced_accuracy"] - tuned[seed]["balanced_accuracy"]
-            )
             run["novel_flag_rate"] = report["n_novel"] / report["n_target_cells"]
-            runs.append(run)
+            runs.append(compare(run, tuned))
             versus = (
                 "no tuned run"
-                if seed not in tuned
+                if run["difference"] is None
                 else (f"tuned {run['tuned_balanced_accuracy']:.3f} ({run['difference']:+.3f})")
             )
             print(
@@ -124,36 +135,46 @@ def main() -> None:
                 f"{run['n_context_genes']}/{run['n_target_genes']} genes, {run['wall_s']:.0f} s",
                 flush=True,
             )
-            every = sorted(kept + runs, key=lambda r: r["seed"])
-            differences = [r["difference"] for r in every if r["difference"] is not None]
-            result = {
-                "benchmark": "xspecies align on the full Baron files (mouse context -> human target)",
-                "command": "xspecies align --context baron_mouse_counts.h5ad --target baron_human_counts.h5ad "
-                "--context-species mouse --target-species human --labels-key cell_ontology_class "
-                "--context-batch-key donor --target-batch-key donor --target-labels-key cell_ontology_class "
-                f"--epochs {args.epochs} --seed SEED"
-                + ("" if args.hvg_flavor is None else f" --hvg-flavor {args.hvg_flavor}"),
-                "tuned_run": str(args.tuned.name),
-                "tolerance": TOLERANCE,
-                "summary": {
-                    "seeds": [r["seed"] for r in every],
-                    "balanced_accuracy": [r["balanced_accuracy"] for r in every],
-                    "accuracy": [r["accuracy"] for r in every],
-                    "tuned_balanced_accuracy": [r["tuned_balanced_accuracy"] for r in every],
-                    "difference": None
-                    if not differences
-                    else {"min": float(np.min(differences)), "mean": float(np.mean(differences))},
-                    "done": bool(differences) and bool(min(differences) >= -TOLERANCE),
-                },
-                "runs": every,
-                "machine": {
-                    "cpu_count": os.cpu_count(),
-                    "load_average_after": os.getloadavg(),
-                    "python": platform.python_version(),
-                },
-            }
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(result, indent=2) + "\n")
+            write(args, command, kept + runs)
+
+
+def compare(run: dict, tuned: dict) -> dict:
+    """``run`` with the balanced accuracy and accuracy of the tuned run of its seed and the difference."""
+    match = tuned.get(run["seed"])
+    run["tuned_balanced_accuracy"] = None if match is None else match["balanced_accuracy"]
+    run["tuned_accuracy"] = None if match is None else match["accuracy"]
+    run["difference"] = None if match is None else run["balanced_accuracy"] - match["balanced_accuracy"]
+    return run
+
+
+def write(args: argparse.Namespace, command: str, runs: list) -> None:
+    """Write the runs, their summary and the machine to ``args.out``."""
+    every = sorted(runs, key=lambda r: r["seed"])
+    differences = [r["difference"] for r in every if r["difference"] is not None]
+    result = {
+        "benchmark": "xspecies align on the full Baron files (mouse context -> human target)",
+        "command": command,
+        "tuned_run": str(args.tuned.name),
+        "tolerance": TOLERANCE,
+        "summary": {
+            "seeds": [r["seed"] for r in every],
+            "balanced_accuracy": [r["balanced_accuracy"] for r in every],
+            "accuracy": [r["accuracy"] for r in every],
+            "tuned_balanced_accuracy": [r["tuned_balanced_accuracy"] for r in every],
+            "difference": None
+            if not differences
+            else {"min": float(np.min(differences)), "mean": float(np.mean(differences))},
+            "done": bool(differences) and bool(min(differences) >= -TOLERANCE),
+        },
+        "runs": every,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "load_average_after": os.getloadavg(),
+            "python": platform.python_version(),
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
