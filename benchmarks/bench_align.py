@@ -107,7 +107,7 @@ def main() -> None:
     keys += ["hvg_flavor"]
     earlier = json.loads(args.out.read_text()) if (args.add or args.compare) and args.out.exists() else {}
     if args.compare:  # the runs in --out, compared again with --tuned
-        write(args, earlier["command"], [compare(run, tuned) for run in earlier["runs"]])
+        write(args, earlier["command"], [compare(run, tuned) for run in earlier["runs"]], earlier.get("note"))
         return
     kept = [run for run in earlier.get("runs", []) if run["seed"] not in args.seeds]
     command = (
@@ -135,7 +135,7 @@ def main() -> None:
                 f"{run['n_context_genes']}/{run['n_target_genes']} genes, {run['wall_s']:.0f} s",
                 flush=True,
             )
-            write(args, command, kept + runs)
+            write(args, command, kept + runs, earlier.get("note"))
 
 
 def compare(run: dict, tuned: dict) -> dict:
@@ -147,8 +147,8 @@ def compare(run: dict, tuned: dict) -> dict:
     return run
 
 
-def write(args: argparse.Namespace, command: str, runs: list) -> None:
-    """Write the runs, their summary and the machine to ``args.out``."""
+def write(args: argparse.Namespace, command: str, runs: list, note: str | None) -> None:
+    """Write the runs, their summary, the machine and a ``note`` (when not None) to ``args.out``."""
     every = sorted(runs, key=lambda r: r["seed"])
     differences = [r["difference"] for r in every if r["difference"] is not None]
     result = {
@@ -173,6 +173,8 @@ def write(args: argparse.Namespace, command: str, runs: list) -> None:
             "python": platform.python_version(),
         },
     }
+    if note is not None:
+        result["note"] = note
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
