@@ -141,6 +141,11 @@ def _weighted_median(x: np.ndarray, weight: np.ndarray) -> float:
     return float(x[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
+def _spread_floor(scale: float) -> float:
+    """Smallest standard deviation of the second group: a normal whose MAD is the Laplace null's (``scale * log 2``)."""
+    return float(_NORMAL_MAD * np.log(2) * scale)
+
+
 def _two_groups(scores: np.ndarray, n_iter: int = 200) -> tuple[np.ndarray, np.ndarray, dict]:
     """Novelty p-values and probabilities from a two-group model fitted to the unlabelled scores.
 
@@ -158,7 +163,7 @@ def _two_groups(scores: np.ndarray, n_iter: int = 200) -> tuple[np.ndarray, np.n
     scale = max(float(np.median(np.abs(scores - location))) / np.log(2), 1e-12)
     top = scores >= np.quantile(scores, 0.9)
     share, mean = 0.1, float(scores[top].mean())
-    sd = max(float(scores[top].std()) + 1e-6, float(_NORMAL_MAD * np.log(2) * scale))
+    sd = max(float(scores[top].std()) + 1e-6, _spread_floor(scale))
     previous = None
     for _ in range(n_iter):
         log_null = np.log1p(-share) + _laplace_log_density(scores, location, scale)
@@ -169,7 +174,7 @@ def _two_groups(scores: np.ndarray, n_iter: int = 200) -> tuple[np.ndarray, np.n
         scale = max(float(np.average(np.abs(scores - location), weights=1.0 - posterior + 1e-12)), 1e-12)
         mean = float(np.average(scores, weights=posterior + 1e-12))
         sd = float(np.sqrt(np.average((scores - mean) ** 2, weights=posterior + 1e-12))) + 1e-6
-        sd = max(sd, float(_NORMAL_MAD * np.log(2) * scale))  # the null's MAD is scale * log(2)
+        sd = max(sd, _spread_floor(scale))
         fitted = (share, location, scale, mean, sd)
         if previous is not None and np.allclose(fitted, previous, rtol=1e-10, atol=1e-12):
             break
