@@ -42,7 +42,7 @@ OUT = ROOT / "src" / "xspecies" / "data"
 def hvgs(adata: ad.AnnData, n: int) -> set[str]:
     ranked = sc.pp.highly_variable_genes(
         adata, n_top_genes=n, flavor="seurat_v3", batch_key="donor", inplace=False
-    ).set_index(adata.var_names)
+    ).reindex(adata.var_names)
     return set(ranked.index[ranked["highly_variable"]])
 
 

@@ -75,6 +75,15 @@ def test_prepare_hvg_flavors_rank_from_the_counts(tmp_path, mouse_demo):
         assert out.uns["prepare"]["params"]["flavor"] == flavor
         assert (out.X != mouse_demo[:, out.var_names].X).nnz == 0  # still the raw counts
         out.write_h5ad(tmp_path / f"{flavor}.h5ad")  # every var column the ranking adds can be written
+    # per batch: scanpy < 1.11 returns this table sorted by rank; the genes must still be the flagged ones
+    for flavor, source in (("seurat", norm), ("seurat_v3", mouse_demo)):
+        flagged = source.copy()
+        sc.pp.highly_variable_genes(flagged, n_top_genes=300, flavor=flavor, batch_key="donor")  # by name
+        out = xs.pp.prepare(
+            mouse_demo, batch_key="donor", min_genes_fraction=0.0, n_top_genes=300, flavor=flavor, copy=True
+        )
+        assert list(out.var_names) == list(flagged.var_names[flagged.var["highly_variable"].to_numpy()])
+        assert np.array_equal(out.var["means"], flagged[:, out.var_names].var["means"])
     kept = {
         f: set(xs.pp.prepare(mouse_demo, n_top_genes=300, flavor=f, copy=True).var_names) for f in expected
     }

@@ -113,7 +113,8 @@ def _highly_variable(
     hvg = sc.pp.highly_variable_genes(
         source, n_top_genes=n_top_genes, flavor=flavor, batch_key=batch_key, layer=hvg_layer, inplace=False
     )
-    hvg.index = adata.var_names
+    # by gene name: scanpy < 1.11 returns the batched seurat table sorted by rank, not in the order of var
+    hvg = hvg.reindex(adata.var_names)
     # seurat's bins of mean expression: intervals, which h5ad cannot store (scanpy keeps them out of var too)
     return hvg.drop(columns="mean_bin", errors="ignore")
 
