@@ -10,8 +10,8 @@ the RSS before the stage), with a matrix-product speed probe before and after.
 Stages: ``translate_genes``, ``homology_neighbors`` (target on context, default ``method="auto"``),
 ``context_epoch`` / ``target_epoch`` (setup and one epoch each; the target's epoch includes its first
 partner choice), ``transfer_labels``, ``homologous_lfc``, ``celltype_similarity``, ``similar_cells``
-(one target cell against every context cell), ``neighbors`` (scanpy's neighbour graph of the joint
-latent of both species), ``scice`` (narrow cluster range, few trials, serial) and ``save_load`` (both
+(one target cell against every context cell), ``neighbors`` (the joint latent of both species and its
+neighbour graph, :func:`xspecies.pp.latent_neighbors` with ``method="auto"``), ``scice`` (narrow cluster range, few trials, serial) and ``save_load`` (both
 models with their AnnData). Whatever compiles with numba (pynndescent, umap) is first called once on a
 small input: that first call is reported as ``<stage>_first_call``, so that the stage itself is the
 steady state. ``numba_cache`` records whether numba's on-disk cache is in use (pynndescent and umap
@@ -153,21 +153,21 @@ def first_call_pynndescent() -> None:
 
 
 def first_call_neighbors() -> None:
-    """scanpy's neighbour graph (pynndescent + umap) on a small input."""
+    """The latent neighbour graph (pynndescent's graph and umap's connectivities) on a small input."""
     import anndata as ad
-    import scanpy as sc
 
-    x = np.random.default_rng(0).normal(size=(6000, 10)).astype(np.float32)
-    sc.pp.neighbors(ad.AnnData(x), use_rep="X", n_neighbors=15)
+    import xspecies as xs
+
+    adata = ad.AnnData(np.zeros((6000, 1), dtype=np.float32))
+    adata.obsm["X"] = np.random.default_rng(0).normal(size=(6000, 10)).astype(np.float32)
+    xs.pp.latent_neighbors(adata, use_rep="X", method="nndescent")
 
 
 def run_size(size: int, stages: list[str], model_cells: int | None, out: Path, threads: int | None) -> None:
     """Every requested stage on ``size`` resampled cells per species, in this process."""
     import anndata as ad
-    import scanpy as sc
     import scvi
     import torch
-    from sklearn.neighbors import KNeighborsTransformer
 
     import xspecies as xs
 
@@ -265,15 +265,20 @@ def run_size(size: int, stages: list[str], model_cells: int | None, out: Path, t
         run.timed("neighbors_first_call", first_call_neighbors, cells=6000)
 
         def neighbors():
+            start = time.process_time()
             z = np.concatenate([context.get_latent_representation(), target.get_latent_representation()])
             joint["adata"] = ad.AnnData(
                 obsm={"X_joint": z}, obs={"species": np.repeat(["mouse", "human"], size)}
             )
-            # exact search with a k-d tree in the 10-d latent (n log n): scanpy's default pynndescent
-            # path fails on current releases on large inputs (a csr_array without getnnz), and its
-            # transformer="sklearn" is a brute-force search (cells x cells): docs/large_datasets.md
-            knn = KNeighborsTransformer(n_neighbors=15, algorithm="kd_tree")
-            sc.pp.neighbors(joint["adata"], use_rep="X_joint", n_neighbors=15, transformer=knn)
+            latent = time.process_time() - start
+            # scanpy's default pynndescent path fails on current releases on large inputs (a csr_array
+            # without getnnz) and its transformer="sklearn" is a brute-force search: docs/large_datasets.md
+            xs.pp.latent_neighbors(joint["adata"], use_rep="X_joint", n_neighbors=15)
+            return {
+                "latent_cpu_seconds": latent,
+                "graph_cpu_seconds": time.process_time() - start - latent,
+                "search": joint["adata"].uns["neighbors"]["params"]["search"],
+            }
 
         run.timed("neighbors", neighbors, cells=size)
     if "scice" in stages:
