@@ -64,20 +64,15 @@ def _exact(x: np.ndarray, k: int, progress_bar: bool) -> tuple[np.ndarray, np.nd
 
 
 def _nndescent(x: np.ndarray, k: int, random_state: int, progress_bar: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The approximate k nearest rows of every row: pynndescent's graph of ``x`` (as umap and scanpy build it)."""
+    """The approximate k nearest rows of every row: pynndescent's graph of ``x``, with its default settings.
+
+    pynndescent's own number of trees (``n ** 0.25``) keeps the cost per cell nearly flat; umap's choice
+    (``n ** 0.5 / 20`` trees, which scanpy uses) cost 1.7x as much per cell at 400,000 cells.
+    """
     import pynndescent
 
-    n_trees = min(64, 5 + int(round(len(x) ** 0.5 / 20.0)))  # umap's choice
-    n_iters = max(5, int(round(np.log2(len(x)))))
     index = pynndescent.NNDescent(
-        x,
-        n_neighbors=k,
-        n_trees=n_trees,
-        n_iters=n_iters,
-        random_state=random_state,
-        low_memory=True,
-        max_candidates=60,
-        verbose=progress_bar,
+        x, n_neighbors=k, random_state=random_state, low_memory=True, verbose=progress_bar
     )
     indices, distances = index.neighbor_graph
     return _without_self(indices.astype(np.int64), distances, np.arange(len(x)))
