@@ -138,7 +138,8 @@ def test_scice_result_complete(tmp_path, checksum, graph_h5ad):
 
 
 # --- folders: staging of the CLI outputs --------------------------------------------------------
-@pytest.mark.parametrize("step", ["write", "fsync", "replace"])
+# the renames: set the old folder aside (0), move the new one in (1), the same for the table (2, 3)
+@pytest.mark.parametrize("step", ["write", "fsync", "replace-0", "replace-1", "replace-2", "replace-3"])
 def test_output_folder_stopped_at_each_step(tmp_path, monkeypatch, step, checksum):
     out = tmp_path / "out"
     with _io.atomic_entries(out) as staging:
@@ -148,7 +149,8 @@ def test_output_folder_stopped_at_each_step(tmp_path, monkeypatch, step, checksu
     (out / "mine.txt").write_text("a file of the user")
     before = checksum(out)
     if step != "write":
-        fail_in_io(monkeypatch, step)
+        name, _, call = step.partition("-")
+        fail_in_io(monkeypatch, name, int(call or 0))
     with pytest.raises(Boom), _io.atomic_entries(out) as staging:
         pd.DataFrame({"b": [3]}).to_csv(staging / "table.csv")
         (staging / "figures").mkdir()

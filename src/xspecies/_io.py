@@ -184,6 +184,39 @@ def _swap_in(new: Path, path: Path) -> None:
         _remove(old)
 
 
+def _move_all(staging: Path, folder: Path) -> None:
+    """Rename every entry of ``staging`` into ``folder``, all or none.
+
+    Every destination is checked before the first rename. An entry being replaced is first set aside
+    in ``staging``; if a rename fails, the entries already moved in are removed and the set-aside ones
+    put back, so ``folder`` holds either all the new entries or its previous ones.
+    """
+    entries = sorted(staging.iterdir())
+    for entry in entries:
+        destination = folder / entry.name
+        if destination.exists() and destination.is_dir() != entry.is_dir():
+            kind = "a folder" if destination.is_dir() else "not a folder"
+            raise FileExistsError(f"{destination} exists and is {kind}: it is not replaced.")
+    previous = staging / f".previous-{uuid.uuid4().hex[:8]}"
+    previous.mkdir()
+    done: list[tuple[Path, Path | None]] = []  # (destination, its previous version set aside)
+    try:
+        for entry in entries:
+            destination = folder / entry.name
+            kept = None
+            if destination.exists() or destination.is_symlink():
+                kept = previous / entry.name
+                destination.replace(kept)
+            done.append((destination, kept))
+            entry.replace(destination)
+    except BaseException:
+        for destination, kept in reversed(done):
+            _remove(destination)
+            if kept is not None:
+                kept.replace(destination)
+        raise
+
+
 @contextmanager
 def atomic_entries(folder: str | os.PathLike) -> Iterator[Path]:
     """Write several files and folders into ``folder``, all replaced only once all are complete.
@@ -191,7 +224,8 @@ def atomic_entries(folder: str | os.PathLike) -> Iterator[Path]:
     The caller writes every output into the yielded staging folder (a hidden folder inside ``folder``). When the block
     finishes, the outputs are flushed to disk and each is renamed into ``folder`` (created if needed),
     replacing an entry of the same name; other entries of ``folder`` are left alone. If the block raises
-    or is interrupted, the staging folder is removed and ``folder`` is left as it was.
+    or is interrupted, the staging folder is removed and ``folder`` is left as it was; if one of the
+    renames fails, the entries already renamed are taken back and the replaced ones restored.
 
     Parameters
     ----------
@@ -220,14 +254,7 @@ def atomic_entries(folder: str | os.PathLike) -> Iterator[Path]:
         staging.mkdir()
         yield staging
         _fsync_path(staging)
-        for entry in sorted(staging.iterdir()):
-            destination = folder / entry.name
-            if entry.is_dir():
-                if destination.exists() and not destination.is_dir():
-                    raise FileExistsError(f"{destination} exists and is not a folder.")
-                _swap_in(entry, destination)
-            else:
-                entry.replace(destination)
+        _move_all(staging, folder)
         _fsync_path(folder)
     finally:
         _remove(staging)
