@@ -48,7 +48,7 @@ def _exact(x: np.ndarray, k: int, progress_bar: bool) -> tuple[np.ndarray, np.nd
     """The k nearest rows of every row by a k-d tree, queried in the tree's own order.
 
     Consecutive queries in the leaf order of the tree visit the same nodes, so the tree stays in
-    the cache whatever the number of cells (random order costs 1.3-1.6x as much at 400,000 cells).
+    the cache (random order cost 1.7x as much at 400,000 cells of a 10-dimensional latent).
     """
     from sklearn.neighbors import KDTree
 
@@ -66,8 +66,8 @@ def _exact(x: np.ndarray, k: int, progress_bar: bool) -> tuple[np.ndarray, np.nd
 def _nndescent(x: np.ndarray, k: int, random_state: int, progress_bar: bool) -> tuple[np.ndarray, np.ndarray]:
     """The approximate k nearest rows of every row: pynndescent's graph of ``x``, with its default settings.
 
-    pynndescent's own number of trees (``n ** 0.25``) keeps the cost per cell nearly flat; umap's choice
-    (``n ** 0.5 / 20`` trees, which scanpy uses) cost 1.7x as much per cell at 400,000 cells.
+    pynndescent's own number of trees (``n ** 0.25``); umap's choice (``n ** 0.5 / 20`` trees, which
+    scanpy uses) cost 1.7x as much per cell at 400,000 cells, for the same neighbours.
     """
     import pynndescent
 
@@ -136,13 +136,16 @@ def latent_neighbors(
     keys, so :func:`scanpy.tl.umap`, :func:`scanpy.tl.leiden` and :func:`xspecies.tl.scice` read the
     graph as they read one of :func:`scanpy.pp.neighbors`. It is exactly
     ``sc.pp.neighbors(adata, use_rep=use_rep, n_neighbors=n_neighbors, transformer=...)`` with a
-    search that grows with the cells as follows (measured on the *Large datasets* page):
+    search chosen for large data (figures of a 10-dimensional joint latent, 20,000 and 400,000 cells,
+    on the *Large datasets* page):
 
     - ``"exact"``: a k-d tree queried in its own leaf order, 20,000 cells at a time, so the tree is
-      read from the cache; work ``n log n`` in a representation of low intrinsic dimension.
-    - ``"nndescent"``: pynndescent's nearest-neighbour descent (umap's and scanpy's own approximate
-      graph), near-linear, about 99 % of the exact neighbours; its first call in a Python process
-      compiles (about a minute).
+      read from the cache (random order cost 1.7x as much at 400,000 cells); its cost per cell grew
+      2.4x from 20,000 to 400,000 cells.
+    - ``"nndescent"``: pynndescent's nearest-neighbour descent (the search of umap and of scanpy's
+      default), with pynndescent's own settings; its cost per cell grew 1.7x, and it found over 99 %
+      of the exact neighbours. Its first call in a Python process compiles (a minute on a fresh
+      process; seconds once :func:`xspecies.pp.homology_neighbors` has run).
 
     Memory grows linearly: the representation, a tree and ``n_neighbors`` indices and distances per
     cell; nothing of size cells x cells.
