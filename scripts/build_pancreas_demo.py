@@ -21,10 +21,10 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 from scipy import sparse
 
 from xspecies.pp import ortholog_table
+from xspecies.pp._prepare import _highly_variable
 
 N_TOP_GENES = 3000
 SPECIES = ("human", "mouse")
@@ -40,9 +40,8 @@ OUT = ROOT / "src" / "xspecies" / "data"
 
 
 def hvgs(adata: ad.AnnData, n: int) -> set[str]:
-    ranked = sc.pp.highly_variable_genes(
-        adata, n_top_genes=n, flavor="seurat_v3", batch_key="donor", inplace=False
-    ).reindex(adata.var_names)
+    # pp.prepare's ranking (scanpy's table matched to the genes by name), without its cell filters
+    ranked = _highly_variable(adata, n, flavor="seurat_v3", batch_key="donor")
     return set(ranked.index[ranked["highly_variable"]])
 
 
