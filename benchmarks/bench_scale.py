@@ -11,8 +11,8 @@ Stages: ``translate_genes``, ``homology_neighbors`` (target on context, default 
 ``context_epoch`` / ``target_epoch`` (setup and one epoch each; the target's epoch includes its first
 partner choice), ``transfer_labels``, ``homologous_lfc``, ``celltype_similarity``, ``similar_cells``
 (one target cell against every context cell), ``neighbors`` (the joint latent of both species and its
-neighbour graph, :func:`xspecies.pp.latent_neighbors` with ``method="auto"``), ``scice`` (narrow cluster range, few trials, serial) and ``save_load`` (both
-models with their AnnData). Whatever compiles with numba (pynndescent, umap) is first called once on a
+neighbour graph, :func:`xspecies.pp.latent_neighbors` with ``method="auto"``), ``scice`` (narrow cluster
+range, few trials, serial) and ``save_load`` (both models with their AnnData). Whatever compiles with numba (pynndescent, umap) is first called once on a
 small input: that first call is reported as ``<stage>_first_call``, so that the stage itself is the
 steady state. ``numba_cache`` records whether numba's on-disk cache is in use (pynndescent and umap
 compile most functions with ``cache=True``; the first process on a machine pays the compilation, the
